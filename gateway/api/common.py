@@ -1,0 +1,91 @@
+"""What every endpoint shares: reading a bounded JSON body, request ids, tenants, JSON responses."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response
+
+from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
+from gateway.policy import Modality
+from gateway.serving import Gateway, Request
+
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+DEFAULT_TENANT = "default"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
+
+
+def error_response(exc: GatewayError, request_id: str | None = None) -> Response:
+    headers = dict(exc.headers)
+    if request_id:
+        headers["x-request-id"] = request_id
+    return json_response(exc.body(), exc.status, headers)
+
+
+def request_id(http: HttpRequest) -> str:
+    rid = http.scope.get("gateway.request_id")
+    if rid is None:
+        given = http.headers.get("x-request-id")
+        rid = given if given and _SAFE_ID.match(given) else "req_" + uuid.uuid4().hex
+        http.scope["gateway.request_id"] = rid
+    return str(rid)
+
+
+def tenant_of(http: HttpRequest) -> str:
+    raw = http.headers.get("x-tenant")
+    if raw is None:
+        return DEFAULT_TENANT
+    tenant = raw.strip().lower()
+    if not _TENANT.match(tenant):
+        raise InvalidRequest(
+            "x-tenant must be 1-64 characters of a-z, 0-9, '.', '_' or '-'", param="x-tenant"
+        )
+    return tenant
+
+
+async def read_json(http: HttpRequest, limit: int) -> dict[str, Any]:
+    declared = http.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in http.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def validate(schema: type[BaseModel], body: dict[str, Any]) -> BaseModel:
+    try:
+        return schema.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "list[", "str")))
+        raise InvalidRequest(f"{where or 'body'}: {first['msg']}", param=where or None) from None
+
+
+async def parse(http: HttpRequest, schema: type[BaseModel], modality: Modality) -> tuple[Gateway, Request]:
+    received = time.perf_counter()
+    gateway: Gateway = http.app.state.gateway
+    rid = request_id(http)
+    body = await read_json(http, gateway.store.current.policy.limits.max_body_bytes)
+    validate(schema, body)
+    return gateway, Request(rid, modality, body, http.headers, tenant_of(http), received)

@@ -1,0 +1,126 @@
+"""The composition root: build_app() wires every object once and keeps them on app.state.
+
+Example::
+
+    app = build_app(Settings(policy_path=Path("policies/default.yaml")))
+    uvicorn.run(app)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request as HttpRequest
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.accounting import Accounting
+from gateway.api import admin, chat, embeddings, health, images, models
+from gateway.api.common import error_response, json_response, request_id
+from gateway.breaker import Breakers
+from gateway.errors import GatewayError, InvalidRequest, RouteNotFound
+from gateway.fallback import FallbackRunner
+from gateway.ledger import Ledger
+from gateway.metrics import Metrics
+from gateway.openapi import openapi_document
+from gateway.policy import Policy
+from gateway.policy_store import PolicyStore, ProviderBuilder
+from gateway.serving import Gateway
+from gateway.settings import Settings
+from providers.registry import build_provider
+
+log = logging.getLogger("gateway")
+
+
+async def _gateway_error(http: HttpRequest, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc, request_id(http))
+
+
+async def _http_error(http: HttpRequest, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        err: GatewayError = RouteNotFound(f"no endpoint {http.url.path}", code="unknown_url")
+    else:
+        err = InvalidRequest(f"{http.method} is not allowed on {http.url.path}", code="method_not_allowed")
+        err.status = exc.status_code
+    return error_response(err, request_id(http))
+
+
+async def _server_error(http: HttpRequest, exc: Exception) -> Response:
+    log.exception("unexpected error serving %s", http.url.path)
+    err = GatewayError("the gateway failed unexpectedly; the error is logged under this request id")
+    return error_response(err, request_id(http))
+
+
+async def _openapi(http: HttpRequest) -> Response:
+    return json_response(http.app.state.openapi)
+
+
+def build_app(
+    settings: Settings, *, policy: Policy | None = None, provider_builder: ProviderBuilder = build_provider
+) -> Starlette:
+    """Build the ASGI app. `policy` overrides the file (tests); otherwise settings.policy_path is loaded."""
+    metrics = Metrics()
+    if policy is None:
+        store = PolicyStore.from_file(settings.policy_path, metrics, provider_builder=provider_builder)
+    else:
+        store = PolicyStore(policy, metrics, provider_builder=provider_builder)
+    breakers = Breakers(lambda: store.current.policy.fallback.breaker)
+    ledger = Ledger(settings.ledger_path)
+    accounting = Accounting(metrics, ledger)
+    gateway = Gateway(store, breakers, accounting, FallbackRunner(breakers, metrics))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        ledger.start()
+        watcher = None
+        if settings.watch_policy and store.path is not None:
+            store.install_sighup()
+            watcher = asyncio.create_task(store.watch(settings.watch_interval_s))
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+            await store.aclose()
+            await ledger.aclose()
+
+    routes = [
+        Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/v1/images/generations", images.image_generations, methods=["POST"]),
+        Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
+        Route("/v1/models", models.list_models, methods=["GET"]),
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", health.metrics, methods=["GET"]),
+        Route("/openapi.json", _openapi, methods=["GET"]),
+        Route("/admin/policy", admin.show_policy, methods=["GET"]),
+        Route("/admin/reload", admin.reload_policy, methods=["POST"]),
+        Route("/admin/explain", admin.explain, methods=["POST"]),
+        Route("/admin/deployments", admin.deployments, methods=["GET"]),
+        Route("/admin/deployments/{name}/restore", admin.restore, methods=["POST"]),
+    ]
+    handlers: dict[Any, Any] = {
+        GatewayError: _gateway_error,
+        HTTPException: _http_error,
+        Exception: _server_error,
+    }
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.gateway = gateway
+    app.state.openapi = openapi_document()
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for `uvicorn --factory` and worker processes: settings come from the environment."""
+    return build_app(Settings.from_env())

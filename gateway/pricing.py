@@ -1,0 +1,66 @@
+"""Cost of a request, estimated before it goes out and computed from real usage after.
+
+Prices come from the deployment's `price:` or, for self-hosted providers, from device-seconds times the
+provider's `usd_per_hour`. A deployment with neither is refused at policy load (see `unpriced`), so a cost
+is never silently $0. When an upstream reports no usage the caller estimates it and marks it estimated.
+"""
+
+from __future__ import annotations
+
+from gateway.policy import Deployment, Policy, Price, ProviderSpec
+from gateway.signals import UsageEstimate
+from providers.base import Usage
+
+# Device time assumed per request for a self-hosted deployment that gives no est_device_seconds.
+DEFAULT_DEVICE_SECONDS = 2.0
+
+
+def _price_cost(price: Price, prompt: int, completion: int, images: int, megapixels: float) -> float:
+    cost = price.per_request or 0.0
+    if price.input_per_mtok:
+        cost += prompt * price.input_per_mtok / 1e6
+    if price.output_per_mtok:
+        cost += completion * price.output_per_mtok / 1e6
+    if price.per_image:
+        cost += images * price.per_image
+    if price.per_megapixel:
+        cost += megapixels * price.per_megapixel
+    return cost
+
+
+def actual_cost(deployment: Deployment, provider: ProviderSpec, usage: Usage) -> float:
+    cost = 0.0
+    if deployment.price is not None:
+        cost += _price_cost(
+            deployment.price, usage.prompt_tokens, usage.completion_tokens, usage.images, usage.megapixels
+        )
+    if provider.usd_per_hour is not None:
+        cost += usage.device_seconds * provider.usd_per_hour / 3600.0
+    return cost
+
+
+def estimated_cost(deployment: Deployment, provider: ProviderSpec, estimate: UsageEstimate) -> float:
+    """Worst-case cost of a request before it is sent (used by cost ceilings and routing by cost)."""
+    cost = 0.0
+    if deployment.price is not None:
+        cost += _price_cost(
+            deployment.price,
+            estimate.prompt_tokens,
+            estimate.output_tokens,
+            estimate.images,
+            estimate.megapixels,
+        )
+    if provider.usd_per_hour is not None:
+        per_call = deployment.est_device_seconds or DEFAULT_DEVICE_SECONDS
+        units = max(1, estimate.images)
+        cost += per_call * units * provider.usd_per_hour / 3600.0
+    return cost
+
+
+def unpriced(policy: Policy) -> list[str]:
+    """Deployments whose cost the gateway could not compute: no price and no hardware $/hour."""
+    return [
+        name
+        for name, dep in policy.deployments.items()
+        if (dep.price is None or dep.price.is_empty()) and policy.providers[dep.provider].usd_per_hour is None
+    ]

@@ -1,0 +1,25 @@
+"""Process settings: where things are, read once from the environment or the CLI."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    policy_path: Path
+    ledger_path: Path = Path("var/ledger.sqlite3")
+    admin_key: str | None = field(default=None, repr=False)
+    watch_policy: bool = True
+    watch_interval_s: float = 1.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            policy_path=Path(os.environ.get("GATEWAY_POLICY", "policies/default.yaml")),
+            ledger_path=Path(os.environ.get("GATEWAY_LEDGER", "var/ledger.sqlite3")),
+            admin_key=os.environ.get("GATEWAY_ADMIN_KEY") or None,
+            watch_policy=os.environ.get("GATEWAY_WATCH_POLICY", "1") != "0",
+        )
