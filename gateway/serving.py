@@ -100,7 +100,7 @@ class Gateway:
                 req.headers,
                 texts_of(req.modality, req.body),
                 tenant=req.tenant,
-                detector=detector,
+                detector=loaded.detector,
                 estimate=estimate_usage(req.modality, req.body),
             )
             plan = plan_route(route, signals, policy, health=self.health(), today=self.today())

@@ -37,7 +37,9 @@ def backend_of(request: Request) -> BackendState:
 
 def json_response(body: object, *, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response serialised with orjson."""
-    return Response(orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json")
+    return Response(
+        orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
+    )
 
 
 def error_response(error: APIError) -> Response:
@@ -54,7 +56,9 @@ async def read_json(request: Request) -> object:
         raise InvalidRequest("the request body is not valid JSON") from None
 
 
-def lookup_model(request: Request, name: str, modality: Modality) -> tuple[ModelConfig, ModelWorker[Any, Any]]:
+def lookup_model(
+    request: Request, name: str, modality: Modality
+) -> tuple[ModelConfig, ModelWorker[Any, Any]]:
     """The declared model ``name`` and its worker; 404 if undeclared, 400 if of another modality."""
     state = backend_of(request)
     model = state.config.model(name)
@@ -62,7 +66,9 @@ def lookup_model(request: Request, name: str, modality: Modality) -> tuple[Model
         raise ModelNotFound(f"The model {name!r} does not exist on this local backend", param="model")
     request.state.model_label = name
     if model.modality != modality:
-        raise InvalidRequest(f"model {name!r} is a {model.modality} model, not a {modality} model", param="model")
+        raise InvalidRequest(
+            f"model {name!r} is a {model.modality} model, not a {modality} model", param="model"
+        )
     return model, state.workers[name]
 
 

@@ -31,7 +31,9 @@ async def create_embeddings(request: Request) -> Response:
     if any(not text for text in inputs):
         raise InvalidRequest("input strings must not be empty", param="input")
     if len(inputs) > model.batching.max_batch_size * 16:
-        raise InvalidRequest(f"at most {model.batching.max_batch_size * 16} inputs per request", param="input")
+        raise InvalidRequest(
+            f"at most {model.batching.max_batch_size * 16} inputs per request", param="input"
+        )
     outcome = await wait_for_job(worker.submit(EmbeddingPayload(inputs=inputs)))
     result: EmbeddingResult = outcome.result
     if body.dimensions is not None and body.dimensions != result.vectors.shape[1]:

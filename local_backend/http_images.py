@@ -30,7 +30,7 @@ async def create_images(request: Request) -> Response:
     model, worker = lookup_model(request, body.model, "image")
     limits = model.image
     width, height = body.dimensions() or (limits.width, limits.height)
-    if width % 8 or height % 8 or not 8 <= min(width, height) or max(width, height) > limits.max_side:
+    if width % 8 or height % 8 or not min(width, height) >= 8 or max(width, height) > limits.max_side:
         raise InvalidRequest(
             f"size must be WxH with multiples of 8 between 8 and {limits.max_side}", param="size"
         )
@@ -38,7 +38,9 @@ async def create_images(request: Request) -> Response:
         raise InvalidRequest(f"n must be at most {limits.max_n} for {model.name!r}", param="n")
     steps = body.num_inference_steps or limits.num_inference_steps
     if steps > limits.max_steps:
-        raise InvalidRequest(f"num_inference_steps must be at most {limits.max_steps}", param="num_inference_steps")
+        raise InvalidRequest(
+            f"num_inference_steps must be at most {limits.max_steps}", param="num_inference_steps"
+        )
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     payload = ImagePayload(
         prompt=body.prompt,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -26,8 +27,8 @@ logger = logging.getLogger(__name__)
 
 PayloadT = TypeVar("PayloadT", bound="BatchablePayload")
 ResultT = TypeVar("ResultT")
-PayloadContraT = TypeVar("PayloadContraT", contravariant=True)
-ResultCoT = TypeVar("ResultCoT", covariant=True)
+PayloadT_contra = TypeVar("PayloadT_contra", contravariant=True)
+ResultT_co = TypeVar("ResultT_co", covariant=True)
 LoadState = Literal["unloaded", "loading", "loaded", "failed"]
 
 
@@ -51,10 +52,10 @@ class BatchablePayload(Protocol):
         ...
 
 
-class ModelRunner(Protocol[PayloadContraT, ResultCoT]):
+class ModelRunner(Protocol[PayloadT_contra, ResultT_co]):
     """A loaded model that runs a batch of payloads; implemented per modality in ``runners/``."""
 
-    def run_batch(self, payloads: Sequence[PayloadContraT]) -> BatchRun[ResultCoT]:
+    def run_batch(self, payloads: Sequence[PayloadT_contra]) -> BatchRun[ResultT_co]:
         """Run the payloads as one call, one result each in order; raising fails every job in the batch."""
         ...
 
@@ -161,7 +162,8 @@ class ModelWorker(Generic[PayloadT, ResultT]):
             if len(self._queue) >= self._max_queue:
                 batches_ahead = len(self._queue) / self._max_batch + 1
                 raise Overloaded(
-                    f"model {self.model.name!r} has {len(self._queue)} requests queued (limit {self._max_queue})",
+                    f"model {self.model.name!r} has {len(self._queue)} requests queued"
+                    f" (limit {self._max_queue})",
                     retry_after_s=batches_ahead * self._recent_batch_seconds,
                 )
             job: Job[PayloadT, ResultT] = Job(
@@ -192,10 +194,8 @@ class ModelWorker(Generic[PayloadT, ResultT]):
     # ----- worker-thread side ----------------------------------------------------------------------
 
     def _deliver(self, job: Job[PayloadT, ResultT], outcome: JobOutcome[ResultT] | BaseException) -> None:
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
             job.loop.call_soon_threadsafe(_settle, job.future, outcome)
-        except RuntimeError:  # the loop has closed: nobody is waiting any more
-            pass
 
     def _serve_forever(self) -> None:
         while True:

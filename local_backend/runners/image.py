@@ -65,7 +65,6 @@ def _to_png(image: Any) -> bytes:
 
 def _apply_speed_options(pipeline: Any, speed: SpeedConfig, device: str) -> None:
     """Switch on the operator's per-model speed settings, skipping (with a log line) what does not apply."""
-    denoiser = getattr(pipeline, "unet", None) or getattr(pipeline, "transformer", None)
     if speed.fuse_qkv:
         if hasattr(pipeline, "fuse_qkv_projections"):
             pipeline.fuse_qkv_projections()
@@ -84,12 +83,17 @@ def _apply_speed_options(pipeline: Any, speed: SpeedConfig, device: str) -> None
         if speed.cpu_offload:
             logger.warning("cpu_offload needs a CUDA device (have %s); ignored", device)
         pipeline.to(device)
-    if speed.torch_compile and denoiser is not None:
-        compiled = torch.compile(denoiser, fullgraph=False)
-        if getattr(pipeline, "unet", None) is denoiser:
-            pipeline.unet = compiled
-        else:
-            pipeline.transformer = compiled
+    if speed.torch_compile:
+        _compile_denoiser(pipeline)
+
+
+def _compile_denoiser(pipeline: Any) -> None:
+    """Compile the UNet or transformer, where nearly all of the time goes; the first call pays for it."""
+    for attribute in ("unet", "transformer"):
+        denoiser = getattr(pipeline, attribute, None)
+        if denoiser is not None:
+            setattr(pipeline, attribute, torch.compile(denoiser, fullgraph=False))
+            return
 
 
 def load_image_runner(model: ModelConfig) -> ImageRunner:

@@ -1,0 +1,56 @@
+"""``local-backend serve``: run the backend with uvicorn until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from local_backend.config import ConfigError, default_config_path, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="local-backend", description="Local open-weights model server.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the OpenAI-compatible API")
+    serve.add_argument("--config", default=str(default_config_path()), help="models.yaml (default: packaged)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8100)
+    serve.add_argument(
+        "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    check = commands.add_parser("check-config", help="validate a models.yaml and exit")
+    check.add_argument("--config", default=str(default_config_path()))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m local_backend`` and the ``local-backend`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"local-backend: {error}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{args.config}: {len(config.models)} models OK")
+        return 0
+
+    import uvicorn
+
+    from local_backend.app import build_app
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # uvicorn installs SIGTERM/SIGINT handlers that drain connections and run the lifespan shutdown,
+    # which stops the model workers; the process then exits with status 0.
+    uvicorn.run(
+        build_app(config),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
