@@ -33,8 +33,8 @@ def _bucket(metrics_text: str, name: str, model: str, le: str) -> float:
 
 async def test_images_have_the_requested_size_and_are_png(tiny_models: dict[str, Path]) -> None:
     async with running_backend(make_config(image_model(tiny_models["image"]))) as base_url:
-        client = openai_client(base_url)
-        response = await client.images.generate(model="tiny-sd", prompt="a red cat", n=2, size="48x32")  # type: ignore[arg-type]
+        async with openai_client(base_url) as client:
+            response = await client.images.generate(model="tiny-sd", prompt="a red cat", n=2, size="48x32")  # type: ignore[arg-type]
     assert len(response.data) == 2
     for item in response.data:
         assert item.b64_json is not None
@@ -125,10 +125,10 @@ async def test_speed_options_and_random_weights_load_and_generate(tiny_models: d
         image_model(tiny_models["image"], name="random-sd", random_weights=True),
     )
     async with running_backend(config) as base_url:
-        client = openai_client(base_url)
-        for name in ("fast-sd", "random-sd"):
-            response = await client.images.generate(model=name, prompt="a car", size="32x32")  # type: ignore[arg-type]
-            assert response.data[0].b64_json is not None
+        async with openai_client(base_url) as client:
+            for name in ("fast-sd", "random-sd"):
+                response = await client.images.generate(model=name, prompt="a car", size="32x32")  # type: ignore[arg-type]
+                assert response.data[0].b64_json is not None
 
 
 async def test_bad_image_requests_are_400(tiny_models: dict[str, Path]) -> None:
