@@ -12,7 +12,8 @@ from gateway.providers_env import missing_keys
 def check_policy(policy: Policy, today: dt.date) -> tuple[list[str], list[str]]:
     """Return (errors, warnings)."""
     errors = [
-        f"deployment {name!r} has no price: give `price:` or the provider's usd_per_hour, so its cost is never $0"
+        f"deployment {name!r} has no price: litellm's price map does not know its model, so give `price:` "
+        "or the provider's usd_per_hour (its cost must never be $0)"
         for name in unpriced(policy)
     ]
     warnings: list[str] = []

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway.catalog import enrich
 from gateway.policy import Policy
 
 Path_ = tuple[str | int, ...]
@@ -69,7 +70,7 @@ def parse_policy(text: str, file: str = "<policy>", *, today: dt.date | None = N
     ]
     if problems:
         raise PolicyError(file, problems)
-    return policy
+    return enrich(policy, today=today)
 
 
 def cross_check(policy: Policy) -> list[tuple[Path_, str]]:

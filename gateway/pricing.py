@@ -1,8 +1,9 @@
 """Cost of a request, estimated before it goes out and computed from real usage after.
 
-Prices come from the deployment's `price:` or, for self-hosted providers, from device-seconds times the
-provider's `usd_per_hour`. A deployment with neither is refused at policy load (see `unpriced`), so a cost
-is never silently $0. When an upstream reports no usage the caller estimates it and marks it estimated.
+Prices come from the deployment's `price:` (filled at load from litellm's price map when the policy gives
+none, see gateway/catalog.py) or, for self-hosted providers, from device-seconds times the provider's
+`usd_per_hour`. A deployment with neither is refused by `gateway check` (see `unpriced`), so a cost is
+never silently $0. When an upstream reports no usage the caller estimates it and marks it estimated.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def estimated_cost(deployment: Deployment, provider: ProviderSpec, estimate: Usa
 
 
 def unpriced(policy: Policy) -> list[str]:
-    """Deployments whose cost the gateway could not compute: no price and no hardware $/hour."""
+    """Deployments whose cost the gateway could not compute: no price (given or from the map), no $/hour.
+
+    Expects a loaded policy (`parse_policy` has already filled prices from the map).
+    """
     return [
         name
         for name, dep in policy.deployments.items()
