@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 from local_backend.config import ConfigError, default_config_path, load_config
 
@@ -23,6 +26,26 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="validate a models.yaml and exit")
     check.add_argument("--config", default=str(default_config_path()))
     return parser
+
+
+def _clean_exit_server_class() -> type[Any]:
+    import uvicorn
+
+    class CleanExitServer(uvicorn.Server):
+        """uvicorn's server, minus re-raising SIGTERM/SIGINT once the graceful shutdown is over.
+
+        uvicorn drains connections and runs the lifespan shutdown (which stops the model workers), then
+        re-raises the signal so the process dies of it (status -15).  The backend's contract is a clean
+        exit with status 0 after that graceful shutdown, so the signal is only recorded as "exit now".
+        """
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: stop waiting for open connections
+            else:
+                self.should_exit = True
+
+    return CleanExitServer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,13 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # uvicorn installs SIGTERM/SIGINT handlers that drain connections and run the lifespan shutdown,
-    # which stops the model workers; the process then exits with status 0.
-    uvicorn.run(
-        build_app(config),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        timeout_graceful_shutdown=10,
+    server = _clean_exit_server_class()(
+        uvicorn.Config(
+            build_app(config),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            timeout_graceful_shutdown=10,
+        )
     )
-    return 0
+    server.run()
+    return 0 if server.started else 1

@@ -222,7 +222,9 @@ class ModelWorker(Generic[PayloadT, ResultT]):
         try:
             self._runner = self._load_runner()
         except Exception as error:
-            self._load_error = f"{type(error).__name__}: {error}".strip()
+            # Our own ModelUnavailable already reads as a reason; others keep their type for diagnosis.
+            reason = str(error) if isinstance(error, ModelUnavailable) else f"{type(error).__name__}: {error}"
+            self._load_error = reason.strip()
             self._failed_at = time.monotonic()
             self._state = "failed"
             logger.warning("model %s failed to load: %s", self.model.name, self._load_error)

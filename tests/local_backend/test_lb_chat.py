@@ -32,7 +32,9 @@ async def test_plain_completion_reports_tokens_and_device_seconds(tiny_models: d
     assert 0 < usage.completion_tokens <= 6
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     assert (usage.model_extra or {})["device_seconds"] > 0
-    assert float(raw.headers["x-device-seconds"]) == pytest.approx((usage.model_extra or {})["device_seconds"], abs=1e-5)
+    assert float(raw.headers["x-device-seconds"]) == pytest.approx(
+        (usage.model_extra or {})["device_seconds"], abs=1e-5
+    )
 
 
 async def test_streaming_matches_plain_text_and_ends_with_usage(tiny_models: dict[str, Path]) -> None:
@@ -51,7 +53,9 @@ async def test_streaming_matches_plain_text_and_ends_with_usage(tiny_models: dic
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
     assert text == plain.choices[0].message.content  # greedy decoding: the same text either way
-    finish = [chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason]
+    finish = [
+        chunk.choices[0].finish_reason for chunk in chunks if chunk.choices and chunk.choices[0].finish_reason
+    ]
     assert finish == [plain.choices[0].finish_reason]
     usage_chunk = chunks[-1]
     assert usage_chunk.choices == []
@@ -86,7 +90,9 @@ async def test_stop_string_truncates_the_text(tiny_models: dict[str, Path]) -> N
             stream = await client.chat.completions.create(
                 model="tiny-chat", messages=MESSAGES, max_tokens=8, stop=stop, stream=True
             )
-            streamed = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
+            streamed = "".join(
+                [chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices]
+            )
     expected = (full.choices[0].message.content or "").split(stop)[0]
     assert stopped.choices[0].message.content == expected
     assert stopped.choices[0].finish_reason == "stop"

@@ -31,12 +31,17 @@ async def test_embeddings_through_the_openai_client() -> None:
 
 
 async def test_concurrent_embedding_requests_share_a_call() -> None:
-    config = make_config(embedding_model(batching={"max_batch_size": 64, "max_wait_ms": 200, "max_queue": 64}))
+    config = make_config(
+        embedding_model(batching={"max_batch_size": 64, "max_wait_ms": 200, "max_queue": 64})
+    )
     async with running_backend(config) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
             await http.post("/v1/embeddings", json={"model": "minilm", "input": "warm up"})
             responses = await asyncio.gather(
-                *(http.post("/v1/embeddings", json={"model": "minilm", "input": ["one", "two"]}) for _ in range(3))
+                *(
+                    http.post("/v1/embeddings", json={"model": "minilm", "input": ["one", "two"]})
+                    for _ in range(3)
+                )
             )
     assert [response.headers["x-batch-size"] for response in responses] == ["6"] * 3
     assert all(len(response.json()["data"]) == 2 for response in responses)

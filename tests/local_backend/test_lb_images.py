@@ -68,7 +68,9 @@ async def test_same_seed_gives_the_same_image_bytes(tiny_models: dict[str, Path]
 
 
 async def test_concurrent_requests_are_merged_into_one_batch(tiny_models: dict[str, Path]) -> None:
-    config = make_config(image_model(tiny_models["image"], batching={"max_batch_size": 4, "max_wait_ms": 300}))
+    config = make_config(
+        image_model(tiny_models["image"], batching={"max_batch_size": 4, "max_wait_ms": 300})
+    )
     body = {"model": "tiny-sd", "prompt": "a dog", "size": "32x32"}
     async with running_backend(config) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
@@ -88,12 +90,16 @@ async def test_concurrent_requests_are_merged_into_one_batch(tiny_models: dict[s
 
 
 async def test_requests_of_different_sizes_are_not_merged(tiny_models: dict[str, Path]) -> None:
-    config = make_config(image_model(tiny_models["image"], batching={"max_batch_size": 4, "max_wait_ms": 100}))
+    config = make_config(
+        image_model(tiny_models["image"], batching={"max_batch_size": 4, "max_wait_ms": 100})
+    )
     async with running_backend(config) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
             responses = await asyncio.gather(
                 *(
-                    http.post("/v1/images/generations", json={"model": "tiny-sd", "prompt": "a", "size": size})
+                    http.post(
+                        "/v1/images/generations", json={"model": "tiny-sd", "prompt": "a", "size": size}
+                    )
                     for size in ("32x32", "40x32", "32x32", "40x32")
                 )
             )
@@ -108,7 +114,9 @@ async def test_full_queue_answers_503_with_retry_after(tiny_models: dict[str, Pa
     body = {"model": "tiny-sd", "prompt": "a tree", "size": "64x64", "num_inference_steps": 4}
     async with running_backend(config) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-            responses = await asyncio.gather(*(http.post("/v1/images/generations", json=body) for _ in range(8)))
+            responses = await asyncio.gather(
+                *(http.post("/v1/images/generations", json=body) for _ in range(8))
+            )
     statuses = [response.status_code for response in responses]
     assert statuses.count(200) >= 2
     rejected = [response for response in responses if response.status_code == 503]
@@ -134,7 +142,9 @@ async def test_speed_options_and_random_weights_load_and_generate(tiny_models: d
 async def test_bad_image_requests_are_400(tiny_models: dict[str, Path]) -> None:
     async with running_backend(make_config(image_model(tiny_models["image"]))) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
-            bad_size = await http.post("/v1/images/generations", json={"model": "tiny-sd", "prompt": "a", "size": "33x32"})
+            bad_size = await http.post(
+                "/v1/images/generations", json={"model": "tiny-sd", "prompt": "a", "size": "33x32"}
+            )
             bad_format = await http.post(
                 "/v1/images/generations", json={"model": "tiny-sd", "prompt": "a", "response_format": "url"}
             )
