@@ -81,9 +81,10 @@ def build_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         ledger.start()
         watcher = None
-        if settings.watch_policy and store.path is not None:
+        if store.path is not None:
             store.install_sighup()
-            watcher = asyncio.create_task(store.watch(settings.watch_interval_s))
+            if settings.watch_policy:
+                watcher = asyncio.create_task(store.watch(settings.watch_interval_s))
         try:
             yield
         finally:

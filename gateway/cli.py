@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -108,6 +109,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gateway.managed import managed_backends
 
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; with these handlers that becomes a
+    # normal exit, so managed backends are stopped and the exit status is 0.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
     backends = contextlib.nullcontext() if args.no_managed else managed_backends(policy)
     with backends:
         uvicorn.run(
@@ -122,6 +127,10 @@ def _serve(args: argparse.Namespace) -> int:
             log_level="info",
         )
     return 0
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 if __name__ == "__main__":
