@@ -82,6 +82,8 @@ class FakeOpenAI:
     _scripts: dict[str, collections.deque[Fault]] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     base_url: str = ""
+    # When set, a request whose bearer token differs gets OpenAI's 401 invalid_api_key (as the real API does).
+    require_key: str | None = None
 
     def script(self, model: str, *faults: Fault) -> None:
         self._scripts.setdefault(model, collections.deque()).extend(faults)
@@ -117,6 +119,8 @@ class FakeOpenAI:
     async def _take(self, request: web.Request) -> tuple[dict[str, Any], Fault]:
         body = await request.json(loads=orjson.loads)
         self.received.append(Received(request.path, body, dict(request.headers)))
+        if self.require_key is not None and request.headers.get("Authorization") != f"Bearer {self.require_key}":
+            return body, Fault.http(401, "invalid_api_key")
         queue = self._scripts.get(str(body.get("model")))
         fault = queue.popleft() if queue else Fault.ok()
         return body, fault
