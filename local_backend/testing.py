@@ -41,7 +41,7 @@ def write_tiny_image_pipeline(directory: Path, *, sample_size: int = 16, seed: i
 
     torch.manual_seed(seed)
     directory.mkdir(parents=True, exist_ok=True)
-    unet = UNet2DConditionModel(
+    unet = UNet2DConditionModel(  # type: ignore[no-untyped-call]
         sample_size=sample_size,
         in_channels=4,
         out_channels=4,
@@ -53,7 +53,7 @@ def write_tiny_image_pipeline(directory: Path, *, sample_size: int = 16, seed: i
         attention_head_dim=2,
         norm_num_groups=4,
     )
-    vae = AutoencoderKL(
+    vae = AutoencoderKL(  # type: ignore[no-untyped-call]
         in_channels=3,
         out_channels=3,
         block_out_channels=(8, 16),
@@ -85,17 +85,17 @@ def write_tiny_image_pipeline(directory: Path, *, sample_size: int = 16, seed: i
         merges_file=str(vocab_dir / "merges.txt"),
         model_max_length=77,
     )
-    pipeline = StableDiffusionPipeline(
+    pipeline = StableDiffusionPipeline(  # type: ignore[no-untyped-call]
         unet=unet,
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
-        scheduler=EulerDiscreteScheduler(steps_offset=1),
+        scheduler=EulerDiscreteScheduler(steps_offset=1),  # type: ignore[no-untyped-call]
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipeline.save_pretrained(directory)
+    pipeline.save_pretrained(directory)  # type: ignore[attr-defined]
     return directory
 
 
@@ -114,7 +114,7 @@ def write_tiny_chat_model(directory: Path, *, seed: int = 0) -> Path:
     vocab = {token: index for index, token in enumerate(specials + _CHAT_WORDS)}
     word_level = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     word_level.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer = PreTrainedTokenizerFast(
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=word_level,
         unk_token="<unk>",
         pad_token="<pad>",

@@ -32,14 +32,6 @@ ResultT_co = TypeVar("ResultT_co", covariant=True)
 LoadState = Literal["unloaded", "loading", "loaded", "failed"]
 
 
-@dataclass(frozen=True)
-class BatchRun(Generic[ResultT]):
-    """What a runner returns for one call: a result per payload, and the device time the call used."""
-
-    results: list[ResultT]
-    device_seconds: float
-
-
 class BatchablePayload(Protocol):
     """What the worker needs to know about a request before the model is even loaded."""
 
@@ -58,6 +50,14 @@ class ModelRunner(Protocol[PayloadT_contra, ResultT_co]):
     def run_batch(self, payloads: Sequence[PayloadT_contra]) -> BatchRun[ResultT_co]:
         """Run the payloads as one call, one result each in order; raising fails every job in the batch."""
         ...
+
+
+@dataclass(frozen=True)
+class BatchRun(Generic[ResultT_co]):
+    """What a runner returns for one call: a result per payload, and the device time the call used."""
+
+    results: Sequence[ResultT_co]
+    device_seconds: float
 
 
 @dataclass(frozen=True)

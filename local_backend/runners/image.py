@@ -106,7 +106,7 @@ def load_image_runner(model: ModelConfig) -> ImageRunner:
     if model.random_weights:
         pipeline = build_random_pipeline(source, dtype)
     else:
-        pipeline = AutoPipelineForText2Image.from_pretrained(source, dtype=dtype)
+        pipeline = AutoPipelineForText2Image.from_pretrained(source, dtype=dtype)  # type: ignore[no-untyped-call]
     pipeline.set_progress_bar_config(disable=True)
     _apply_speed_options(pipeline, model.speed, device)
     return ImageRunner(pipeline, device)

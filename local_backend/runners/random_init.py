@@ -37,10 +37,11 @@ def build_random_pipeline(folder: str, dtype: torch.dtype) -> Any:
         component_class = _component_class(library, class_name)
         subfolder = root / name
         if isinstance(component_class, type) and issubclass(component_class, ModelMixin):
-            components[name] = component_class.from_config(component_class.load_config(subfolder)).to(dtype)
+            model = component_class.from_config(component_class.load_config(subfolder))  # type: ignore[no-untyped-call]
+            components[name] = model.to(dtype)
         elif isinstance(component_class, type) and issubclass(component_class, PreTrainedModel):
             config = AutoConfig.from_pretrained(subfolder)
-            components[name] = component_class._from_config(config, dtype=dtype)
+            components[name] = component_class._from_config(config, dtype=dtype)  # type: ignore[no-untyped-call]
         else:  # tokenizers, schedulers, feature extractors: small files, loaded as they are
             components[name] = component_class.from_pretrained(subfolder)
     return pipeline_class(**components)
@@ -51,4 +52,4 @@ def build_random_causal_lm(folder: str, dtype: torch.dtype) -> Any:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(folder)
-    return AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return AutoModelForCausalLM.from_config(config, dtype=dtype)  # type: ignore[no-untyped-call]

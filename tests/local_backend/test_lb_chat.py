@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from tests.local_backend.conftest import chat_model, make_config, openai_client, running_backend
+from tests.local_backend.lb_support import chat_model, make_config, openai_client, running_backend
 
 MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "system", "content": "you are a helpful assistant"},

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import numpy as np
 
-from tests.local_backend.conftest import embedding_model, make_config, openai_client, running_backend
+from tests.local_backend.lb_support import embedding_model, make_config, openai_client, running_backend
 
 
 async def test_embeddings_through_the_openai_client() -> None:

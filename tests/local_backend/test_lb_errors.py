@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -10,11 +9,12 @@ import httpx
 import openai
 import pytest
 
-from tests.local_backend.conftest import (
+from tests.local_backend.lb_support import (
     chat_model,
     image_model,
     make_config,
     openai_client,
+    poll_until,
     running_backend,
 )
 
@@ -92,10 +92,13 @@ async def test_readyz_waits_for_startup_models(tiny_models: dict[str, Path], tmp
     async with running_backend(good) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
             assert (await http.get("/healthz")).status_code == 200
-            async with asyncio.timeout(30):
-                while (ready := await http.get("/readyz")).status_code != 200:
-                    assert ready.status_code == 503
-                    await asyncio.sleep(0.05)
+
+            async def ready() -> bool:
+                response = await http.get("/readyz")
+                assert response.status_code in {200, 503}
+                return response.status_code == 200
+
+            await poll_until(ready, within_s=30)
             models = (await http.get("/v1/models")).json()["data"]
     states = {model["id"]: model["state"] for model in models}
     assert states == {"tiny-sd": "loaded", "tiny-chat": "unloaded"}  # first_use models stay unloaded
@@ -103,9 +106,13 @@ async def test_readyz_waits_for_startup_models(tiny_models: dict[str, Path], tmp
     broken = make_config(image_model(tmp_path / "absent", load="startup"))
     async with running_backend(broken) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-            async with asyncio.timeout(10):
-                while (ready := await http.get("/readyz")).json()["models"]["tiny-sd"]["state"] != "failed":
-                    await asyncio.sleep(0.05)
+
+            async def failed() -> bool:
+                state = (await http.get("/readyz")).json()["models"]["tiny-sd"]["state"]
+                return bool(state == "failed")
+
+            await poll_until(failed, within_s=10)
+            ready = await http.get("/readyz")
             assert ready.status_code == 503
             assert "does not exist" in ready.json()["models"]["tiny-sd"]["error"]
 

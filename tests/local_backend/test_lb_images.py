@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from tests.local_backend.conftest import image_model, make_config, openai_client, running_backend
+from tests.local_backend.lb_support import image_model, make_config, openai_client, running_backend
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
