@@ -42,13 +42,13 @@ class Accounting:
             route = UNKNOWN_ROUTE  # a caller's typo must not become a new metric label
         if isinstance(exc, (PolicyDenied, NoEligibleDeployment)):
             self.metrics.denials.labels(route, req.tenant, exc.code or "denied").inc()
-        self._row(req, route, None, None, exc.status, exc.code, attempts=0)
+        self._row(req, route, status=exc.status, code=exc.code, attempts=0)
 
     def failed(self, req: Request, prep: Prepared, exc: GatewayError) -> None:
         attempts = exc.attempts if isinstance(exc, AllAttemptsFailed) else 0
         if isinstance(exc, NoEligibleDeployment):
             self.metrics.denials.labels(prep.route.name, req.tenant, exc.code or "unavailable").inc()
-        self._row(req, prep.route.name, None, None, exc.status, exc.code, attempts=attempts)
+        self._row(req, prep.route.name, status=exc.status, code=exc.code, attempts=attempts)
 
     def finished(
         self,
@@ -122,19 +122,9 @@ class Accounting:
             u.estimated = True
         return u
 
-    def _row(
-        self,
-        req: Request,
-        route: str,
-        dep: str | None,
-        provider: str | None,
-        status: int,
-        code: str | None,
-        *,
-        attempts: int,
-    ) -> None:
+    def _row(self, req: Request, route: str, *, status: int, code: str | None, attempts: int) -> None:
         elapsed = self.clock() - req.received
-        self.metrics.requests.labels(req.tenant, route or "-", dep or "-", str(status)).inc()
+        self.metrics.requests.labels(req.tenant, route or "-", "-", str(status)).inc()
         self.ledger.record(
             LedgerRow(
                 id=req.id,
@@ -142,8 +132,8 @@ class Accounting:
                 tenant=req.tenant,
                 route=route,
                 modality=req.modality.value,
-                deployment=dep,
-                provider=provider,
+                deployment=None,
+                provider=None,
                 openness=None,
                 attempts=attempts,
                 fallbacks=max(0, attempts - 1),

@@ -86,11 +86,15 @@ def _explain(args: argparse.Namespace) -> int:
         return 1
     route = policy.routes.get(str(body.get("model"))) if isinstance(body, dict) else None
     if route is None:
-        print(f"{args.request}: its model is not a route; routes: {', '.join(policy.routes)}", file=sys.stderr)
+        print(
+            f"{args.request}: its model is not a route; routes: {', '.join(policy.routes)}", file=sys.stderr
+        )
         return 1
     headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition("=") for h in args.header)}
     # A fresh gateway's view: no breaker open, nothing retired at run time; deprecation dates do apply.
-    result = explain_plan(policy, build_detector(policy), route, body, headers, args.tenant, {}, dt.date.today())
+    detector = build_detector(policy)
+    today = dt.date.today()
+    result = explain_plan(policy, detector, route, body, headers=headers, tenant=args.tenant, health={}, today=today)
     print(json.dumps(result, indent=2))
     return 0
 

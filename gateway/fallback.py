@@ -1,15 +1,15 @@
 """Walk a routing plan: skip open breakers, call the provider, retry what is worth retrying, fall back.
 
-| kind              | retry same deployment                       | next candidate              | breaker          |
-|-------------------|---------------------------------------------|-----------------------------|------------------|
-| rate_limited      | after Retry-After if <= max_retry_after_ms   | yes                         | counts           |
-| transient         | yes, jittered exponential backoff (tenacity) | yes                         | counts           |
-| timeout           | yes, bounded                                 | yes                         | counts           |
-| retired           | no                                           | yes                         | retired until restored |
-| context_too_long  | no                                           | only to a larger context    | no               |
-| content_policy    | no                                           | per policy (stop or next)   | no               |
-| bad_request       | no                                           | no                          | no               |
-| auth              | no                                           | yes                         | provider tripped |
+| kind             | retry same deployment                    | next candidate           | breaker  |
+|------------------|------------------------------------------|--------------------------|----------|
+| rate_limited     | after Retry-After if <= max_retry_after  | yes                      | counts   |
+| transient        | yes, jittered exponential backoff        | yes                      | counts   |
+| timeout          | yes, bounded                             | yes                      | counts   |
+| retired          | no                                       | yes                      | retired  |
+| context_too_long | no                                       | only to a larger context | no       |
+| content_policy   | no                                       | per policy (stop, next)  | no       |
+| bad_request      | no                                       | no                       | no       |
+| auth             | no                                       | yes                      | provider tripped |
 
 Everything happens inside the request's deadline. Fallback can only walk the plan routing gave it; as a
 second lock it re-checks the plan's hard requirements before each call and counts a refusal as a bug.
@@ -112,7 +112,13 @@ class FallbackRunner:
             walk.tried.append(dep.name)
             try:
                 value = await self._attempts(
-                    dep, policy, providers[dep.provider], call, request_id, deadline, walk
+                    dep,
+                    policy,
+                    providers[dep.provider],
+                    call,
+                    request_id=request_id,
+                    deadline=deadline,
+                    walk=walk,
                 )
             except UpstreamError as exc:
                 last = exc
@@ -155,6 +161,7 @@ class FallbackRunner:
         policy: Policy,
         provider: Provider,
         call: Call[T],
+        *,
         request_id: str,
         deadline: float,
         walk: _Walk,
@@ -235,7 +242,7 @@ class _Backoff:
 
 
 class _StopAtDeadline:
-    """Stop retrying when the next wait would pass the deadline or exceed the longest Retry-After we accept."""
+    """Stop retrying when the next wait passes the deadline or exceeds the longest Retry-After we accept."""
 
     def __init__(self, settings: FallbackSettings, deadline: float, clock: Callable[[], float]) -> None:
         self._max_retry_after = settings.max_retry_after_ms / 1000.0

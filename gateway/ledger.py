@@ -150,8 +150,8 @@ class Ledger:
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
-    async def aflush(self, timeout: float = 10.0) -> bool:
-        return await asyncio.to_thread(self.flush, timeout)
+    async def aflush(self, wait_s: float = 10.0) -> bool:
+        return await asyncio.to_thread(self.flush, wait_s)
 
     async def aclose(self) -> None:
         if self._thread is None:

@@ -97,7 +97,7 @@ class Deployment(StrictModel):
     data: DataPolicy
     quality: int = Field(50, ge=0, le=100)
     price: Price | None = None
-    # Expected latency, used by the `fastest` strategy; expected device time per request for local cost estimates.
+    # Expected latency (for the `fastest` strategy); expected device time per request (local cost estimates).
     latency_ms: float | None = Field(None, gt=0)
     est_device_seconds: float | None = Field(None, gt=0)
     context_window: int | None = Field(None, gt=0)

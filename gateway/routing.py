@@ -109,24 +109,59 @@ def plan_route(
     today: dt.date,
 ) -> RoutingPlan:
     """Decide the ordered deployments to try. Raises PolicyDenied or NoEligibleDeployment."""
-    plan = RoutingPlan(route=route.name, order=[])
-    deployments = policy.deployments
+    plan = RoutingPlan(route=route.name, order=[], hard=privacy_floor(policy, signals))
     for name in route.candidates:
-        dep = deployments[name]
+        dep = policy.deployments[name]
         plan.est_cost[name] = estimated_cost(dep, policy.providers[dep.provider], signals.estimate)
-    hard = privacy_floor(policy, signals)
+    alive = _healthy_and_allowed(route, signals, policy, plan, health=health, today=today)
+    alive, strategy, preferred = _apply_rules(route, signals, plan, alive)
+    order = _sort(alive, strategy, plan.est_cost)
+    for label, want in preferred:  # later prefers are applied last, so they dominate
+        first = [d for d in order if violation(d, want, plan.est_cost[d.name]) is None]
+        order = first + [d for d in order if d not in first]
+        if first:
+            plan.notes.append(f"{label}: prefers {', '.join(d.name for d in first)}")
+    plan.order = order
+    if not order:
+        detail = "; ".join(f"{r.deployment}: {r.reason}" for r in plan.removed)
+        message = f"no deployment of route {route.name!r} may serve this request ({detail})"
+        if any(r.deployment in health or r.reason.startswith("retired") for r in plan.removed):
+            raise NoEligibleDeployment(message)
+        raise PolicyDenied(message, code="no_allowed_deployment")
+    return plan
+
+
+def _healthy_and_allowed(
+    route: Route,
+    signals: Signals,
+    policy: Policy,
+    plan: RoutingPlan,
+    *,
+    health: Mapping[str, str],
+    today: dt.date,
+) -> list[Deployment]:
+    """Steps 1-3: the privacy floor, health and deprecation, the request's own ceilings."""
     request_limits = Requirement(max_cost_usd=signals.max_cost_usd, min_quality=signals.min_quality)
     alive: list[Deployment] = []
     for name in route.candidates:
-        dep = deployments[name]
-        reason = _unhealthy(dep, health, today) or _first_violation(
-            dep, hard, plan.est_cost[name], "privacy floor"
+        dep = policy.deployments[name]
+        cost = plan.est_cost[name]
+        reason = (
+            _unhealthy(dep, health, today)
+            or _first_violation(dep, plan.hard, cost, "privacy floor")
+            or _first_violation(dep, [request_limits], cost, "request header")
         )
-        reason = reason or _first_violation(dep, [request_limits], plan.est_cost[name], "request header")
         if reason:
             plan.removed.append(Removal(name, reason))
         else:
             alive.append(dep)
+    return alive
+
+
+def _apply_rules(
+    route: Route, signals: Signals, plan: RoutingPlan, alive: list[Deployment]
+) -> tuple[list[Deployment], Strategy, list[tuple[str, Requirement]]]:
+    """Step 4: the route's rules in order. Returns what is left, the strategy, and the preferences."""
     strategy, preferred = route.strategy, []
     for i, rule in enumerate(route.rules):
         if not _matches(rule.when, signals):
@@ -135,7 +170,7 @@ def plan_route(
         if rule.deny is not None:
             raise PolicyDenied(f"route {route.name!r} refused this request ({label}): {rule.deny}")
         if rule.require is not None:
-            hard.append(rule.require)
+            plan.hard.append(rule.require)
             kept = []
             for dep in alive:
                 why = violation(dep, rule.require, plan.est_cost[dep.name])
@@ -149,20 +184,7 @@ def plan_route(
             plan.notes.append(f"{label}: order by {rule.prefer}")
         elif rule.prefer is not None:
             preferred.append((label, rule.prefer))
-    order = _sort(alive, strategy, plan.est_cost)
-    for label, want in preferred:  # later prefers are applied last, so they dominate
-        first = [d for d in order if violation(d, want, plan.est_cost[d.name]) is None]
-        order = first + [d for d in order if d not in first]
-        if first:
-            plan.notes.append(f"{label}: prefers {', '.join(d.name for d in first)}")
-    plan.order, plan.hard = order, hard
-    if not order:
-        detail = "; ".join(f"{r.deployment}: {r.reason}" for r in plan.removed)
-        message = f"no deployment of route {route.name!r} may serve this request ({detail})"
-        if any(r.deployment in health or r.reason.startswith("retired") for r in plan.removed):
-            raise NoEligibleDeployment(message)
-        raise PolicyDenied(message, code="no_allowed_deployment")
-    return plan
+    return alive, strategy, preferred
 
 
 def _unhealthy(dep: Deployment, health: Mapping[str, str], today: dt.date) -> str | None:

@@ -204,7 +204,16 @@ class Gateway:
             raise RouteNotFound(
                 f"the model {body.get('model')!r} is not a route of this gateway", param="model"
             )
-        return explain_plan(loaded.policy, loaded.detector, route, body, headers, tenant, self.health(), self.today())
+        return explain_plan(
+            loaded.policy,
+            loaded.detector,
+            route,
+            body,
+            headers=headers,
+            tenant=tenant,
+            health=self.health(),
+            today=self.today(),
+        )
 
 
 def explain_plan(
@@ -212,6 +221,7 @@ def explain_plan(
     detector: PiiDetector,
     route: Route,
     body: JSON,
+    *,
     headers: Mapping[str, str],
     tenant: str,
     health: Mapping[str, str],

@@ -114,7 +114,9 @@ class Harness:
         ledger = self.gateway.accounting.ledger
         await ledger.aflush()
         cols = [c[1] for c in ledger.query("PRAGMA table_info(requests)")]
-        return [dict(zip(cols, row, strict=True)) for row in ledger.query("SELECT * FROM requests ORDER BY ts")]
+        return [
+            dict(zip(cols, row, strict=True)) for row in ledger.query("SELECT * FROM requests ORDER BY ts")
+        ]
 
 
 HarnessFactory = Callable[..., contextlib.AbstractAsyncContextManager[Harness]]
@@ -132,20 +134,29 @@ def make_harness(tmp_path: Path) -> HarnessFactory:
             app = build_app(Settings(policy_path=policy_file, ledger_path=ledger, **settings))
         else:
             policy = parse_policy(policy_text, "test-policy.yaml")
-            app = build_app(Settings(policy_path=tmp_path / "unused.yaml", ledger_path=ledger, watch_policy=False, **settings), policy=policy)
+            app = build_app(
+                Settings(
+                    policy_path=tmp_path / "unused.yaml", ledger_path=ledger, watch_policy=False, **settings
+                ),
+                policy=policy,
+            )
         if today is not None:
             app.state.gateway.today = lambda: today
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-                client = openai.AsyncOpenAI(base_url="http://gateway/v1", api_key="client-key", http_client=http, max_retries=0)
+                client = openai.AsyncOpenAI(
+                    base_url="http://gateway/v1", api_key="client-key", http_client=http, max_retries=0
+                )
                 yield Harness(app, http, client, ledger)
 
     return factory
 
 
 @pytest.fixture
-async def hybrid(make_harness: HarnessFactory, vendor: FakeOpenAI, vendor2: FakeOpenAI, local: FakeOpenAI) -> AsyncIterator[Harness]:
+async def hybrid(
+    make_harness: HarnessFactory, vendor: FakeOpenAI, vendor2: FakeOpenAI, local: FakeOpenAI
+) -> AsyncIterator[Harness]:
     text = hybrid_policy_text(vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url)
     async with make_harness(text) as h:
         yield h

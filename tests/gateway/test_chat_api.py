@@ -8,7 +8,9 @@ from tests.conftest import Harness
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
-async def test_plain_chat_goes_to_best_quality_and_carries_decision_headers(hybrid: Harness, vendor: FakeOpenAI) -> None:
+async def test_plain_chat_goes_to_best_quality_and_carries_decision_headers(
+    hybrid: Harness, vendor: FakeOpenAI
+) -> None:
     raw = await hybrid.client.chat.completions.with_raw_response.create(
         model="chat", messages=[{"role": "user", "content": "hello"}]
     )
@@ -58,7 +60,8 @@ async def test_stream_with_usage_through_openai_client(hybrid: Harness) -> None:
 
 async def test_stream_without_include_usage_hides_usage_but_still_counts_it(hybrid: Harness) -> None:
     async with hybrid.http.stream(
-        "POST", "/v1/chat/completions",
+        "POST",
+        "/v1/chat/completions",
         json={"model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": True},
     ) as resp:
         body = (await resp.aread()).decode()
@@ -72,7 +75,12 @@ async def test_stream_without_include_usage_hides_usage_but_still_counts_it(hybr
 
 
 async def test_tools_and_tool_calls_pass_through(hybrid: Harness, vendor: FakeOpenAI) -> None:
-    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
     answer = await hybrid.client.chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "weather?"}], tools=tools, tool_choice="auto"
     )

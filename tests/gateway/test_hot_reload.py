@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from tests.conftest import HarnessFactory, hybrid_policy_text
-from tests.fakes.openai_upstream import Fault, FakeOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -27,7 +27,8 @@ async def test_reload_under_load_and_refusal_of_a_bad_file(
     async with make_harness(text, policy_file=policy_file, watch_interval_s=0.05) as h:
         first = h.gateway.store.current
         in_flight = [
-            asyncio.create_task(h.client.chat.completions.create(model="chat", messages=HELLO)) for _ in range(40)
+            asyncio.create_task(h.client.chat.completions.create(model="chat", messages=HELLO))
+            for _ in range(40)
         ]
         await asyncio.sleep(0.1)
         policy_file.write_text(text.replace("strategy: best_quality", "strategy: cheapest"))
@@ -39,11 +40,19 @@ async def test_reload_under_load_and_refusal_of_a_bad_file(
 
         good = h.gateway.store.current
         policy_file.write_text(text.replace("quality: 95", "quality: 195"))
-        await wait_for(lambda: "gateway_policy_reloads_total{result=\"refused\"} 1.0" in h.gateway.accounting.metrics.exposition().decode())
+        await wait_for(
+            lambda: (
+                'gateway_policy_reloads_total{result="refused"} 1.0'
+                in h.gateway.accounting.metrics.exposition().decode()
+            )
+        )
         assert h.gateway.store.current is good
         resp = await h.http.post("/admin/reload")
         assert resp.status_code == 422
-        assert "policy.yaml:" in resp.json()["message"] and "must be at most 100 (got 195)" in resp.json()["message"]
+        assert (
+            "policy.yaml:" in resp.json()["message"]
+            and "must be at most 100 (got 195)" in resp.json()["message"]
+        )
         raw = await h.client.chat.completions.with_raw_response.create(model="chat", messages=HELLO)
         assert raw.headers["x-gateway-deployment"] == "closed-cheap"
 

@@ -50,7 +50,9 @@ def test_unknown_key_is_a_spelling_error() -> None:
 
 def test_bad_enum_lists_the_choices() -> None:
     message = refused(GOOD.replace("openness: open", "openness: opne"))
-    assert message.startswith("ops.yaml:9: deployments.small.openness: must be one of 'open' or 'closed' (got 'opne')")
+    assert message.startswith(
+        "ops.yaml:9: deployments.small.openness: must be one of 'open' or 'closed' (got 'opne')"
+    )
 
 
 def test_missing_field() -> None:
@@ -60,12 +62,18 @@ def test_missing_field() -> None:
 
 def test_reference_to_unknown_deployment() -> None:
     message = refused(GOOD.replace("candidates: [small]", "candidates: [small, large]"))
-    assert message == "ops.yaml:14: routes.chat.candidates.1: names deployment 'large', which is not under deployments"
+    assert (
+        message
+        == "ops.yaml:14: routes.chat.candidates.1: names deployment 'large', which is not under deployments"
+    )
 
 
 def test_reference_to_unknown_provider() -> None:
     message = refused(GOOD.replace("provider: local", "provider: lcoal"))
-    assert message == "ops.yaml:6: deployments.small.provider: names provider 'lcoal', which is not under providers"
+    assert (
+        message
+        == "ops.yaml:6: deployments.small.provider: names provider 'lcoal', which is not under providers"
+    )
 
 
 def test_yaml_syntax_error_names_its_line() -> None:
@@ -84,13 +92,19 @@ def test_rule_must_do_something() -> None:
 
 
 def test_mixed_modalities_refused() -> None:
-    text = GOOD.replace("routes:", """  img: {provider: local, model: i, modality: image, openness: open, data: {location: local}}
-routes:""").replace("candidates: [small]", "candidates: [small, img]")
+    text = GOOD.replace(
+        "routes:",
+        """  img: {provider: local, model: i, modality: image, openness: open, data: {location: local}}
+routes:""",
+    ).replace("candidates: [small]", "candidates: [small, img]")
     assert "mixes modalities (chat, image)" in refused(text)
 
 
 def test_not_a_mapping() -> None:
-    assert refused("- just\n- a list\n") == "ops.yaml:1: policy: the file must be a mapping with version, providers, ..."
+    assert (
+        refused("- just\n- a list\n")
+        == "ops.yaml:1: policy: the file must be a mapping with version, providers, ..."
+    )
 
 
 @pytest.mark.parametrize("path", sorted(Path("policies").rglob("*.yaml")), ids=str)

@@ -7,12 +7,12 @@ import datetime as dt
 import openai
 import pytest
 
+from gateway.policy import Classification, Modality
 from gateway.policy_loader import parse_policy
 from gateway.routing import plan_route
 from gateway.signals import Signals, UsageEstimate
-from gateway.policy import Classification, Modality
 from tests.conftest import Harness, HarnessFactory, hybrid_policy_text
-from tests.fakes.openai_upstream import Fault, FakeOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
 
 HELLO = [{"role": "user", "content": "hello"}]
 
@@ -29,13 +29,17 @@ async def test_confidential_goes_local_only(hybrid: Harness, vendor: FakeOpenAI,
     )
     assert raw.headers["x-gateway-deployment"] == "open-local"
     assert vendor.calls() == 0 and local.calls() == 1
-    why = await explain(hybrid, {"model": "chat", "messages": HELLO}, **{"x-data-classification": "confidential"})
+    why = await explain(
+        hybrid, {"model": "chat", "messages": HELLO}, **{"x-data-classification": "confidential"}
+    )
     assert why["order"] == ["open-local"]
     removed = {r["deployment"]: r["reason"] for r in why["removed"]}  # type: ignore[union-attr,index]
     assert removed["closed-best"].startswith("privacy floor: data location vendor")
 
 
-async def test_confidential_is_refused_rather_than_sent_to_a_closed_vendor(hybrid: Harness, local: FakeOpenAI, vendor: FakeOpenAI) -> None:
+async def test_confidential_is_refused_rather_than_sent_to_a_closed_vendor(
+    hybrid: Harness, local: FakeOpenAI, vendor: FakeOpenAI
+) -> None:
     local.always("local-llm", Fault.http(500), times=4)
     with pytest.raises(openai.APIStatusError) as caught:
         await hybrid.client.chat.completions.create(
@@ -59,7 +63,9 @@ async def test_invalid_card_number_is_not_pii(hybrid: Harness) -> None:
 
 
 async def test_free_tier_cost_cap_and_cheapest_first(hybrid: Harness) -> None:
-    why = await explain(hybrid, {"model": "chat", "messages": HELLO, "max_tokens": 200}, **{"x-tenant": "free"})
+    why = await explain(
+        hybrid, {"model": "chat", "messages": HELLO, "max_tokens": 200}, **{"x-tenant": "free"}
+    )
     assert why["order"] == ["closed-cheap", "open-local"]
     assert any("free-tier-cap requires: estimated cost" in r["reason"] for r in why["removed"])  # type: ignore[union-attr,index]
     raw = await hybrid.client.chat.completions.with_raw_response.create(
@@ -70,7 +76,9 @@ async def test_free_tier_cost_cap_and_cheapest_first(hybrid: Harness) -> None:
 
 async def test_deny_rule_gives_a_clear_403(hybrid: Harness) -> None:
     with pytest.raises(openai.PermissionDeniedError) as caught:
-        await hybrid.client.chat.completions.create(model="chat", messages=HELLO, extra_headers={"x-tenant": "intern"})
+        await hybrid.client.chat.completions.create(
+            model="chat", messages=HELLO, extra_headers={"x-tenant": "intern"}
+        )
     assert caught.value.body["code"] == "policy_denied"  # type: ignore[index]
     assert "interns may not use chat" in caught.value.message
     metrics = (await hybrid.http.get("/metrics")).text
@@ -78,9 +86,13 @@ async def test_deny_rule_gives_a_clear_403(hybrid: Harness) -> None:
 
 
 async def test_request_cost_ceiling_header(hybrid: Harness) -> None:
-    why = await explain(hybrid, {"model": "chat", "messages": HELLO, "max_tokens": 1000}, **{"x-max-cost-usd": "0.001"})
+    why = await explain(
+        hybrid, {"model": "chat", "messages": HELLO, "max_tokens": 1000}, **{"x-max-cost-usd": "0.001"}
+    )
     assert why["order"] == ["closed-cheap", "open-local"]
-    why = await explain(hybrid, {"model": "chat", "messages": HELLO, "max_tokens": 1000}, **{"x-max-cost-usd": "0"})
+    why = await explain(
+        hybrid, {"model": "chat", "messages": HELLO, "max_tokens": 1000}, **{"x-max-cost-usd": "0"}
+    )
     assert why["refused"]["code"] == "no_allowed_deployment"  # type: ignore[index]
 
 
@@ -96,7 +108,9 @@ async def test_draft_images_go_local(hybrid: Harness, local: FakeOpenAI) -> None
     assert raw.headers["x-gateway-deployment"] == "local-image"
 
 
-async def test_past_deprecation_date_leaves_routing(make_harness: HarnessFactory, vendor: FakeOpenAI, vendor2: FakeOpenAI, local: FakeOpenAI) -> None:
+async def test_past_deprecation_date_leaves_routing(
+    make_harness: HarnessFactory, vendor: FakeOpenAI, vendor2: FakeOpenAI, local: FakeOpenAI
+) -> None:
     text = hybrid_policy_text(vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url)
     text = text.replace("quality: 95,\n", "quality: 95, deprecation_date: 2026-05-12,\n", 1)
     async with make_harness(text, today=dt.date(2026, 11, 22)) as h:
@@ -111,7 +125,22 @@ async def test_past_deprecation_date_leaves_routing(make_harness: HarnessFactory
 def test_plan_is_pure_and_explains_itself() -> None:
     text = hybrid_policy_text(vendor="http://a/v1", vendor2="http://b/v1", local="http://c/v1")
     policy = parse_policy(text)
-    signals = Signals(Classification.INTERNAL, frozenset(), None, None, None, Modality.CHAT, "default", UsageEstimate(10, 10))
-    plan = plan_route(policy.routes["chat"], signals, policy, health={"closed-best": "retired: gone"}, today=dt.date(2026, 1, 1))
+    signals = Signals(
+        Classification.INTERNAL,
+        frozenset(),
+        None,
+        None,
+        None,
+        Modality.CHAT,
+        "default",
+        UsageEstimate(10, 10),
+    )
+    plan = plan_route(
+        policy.routes["chat"],
+        signals,
+        policy,
+        health={"closed-best": "retired: gone"},
+        today=dt.date(2026, 1, 1),
+    )
     assert [d.name for d in plan.order] == ["closed-cheap", "open-local"]
     assert plan.explain()["removed"] == [{"deployment": "closed-best", "reason": "retired: gone"}]

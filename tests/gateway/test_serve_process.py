@@ -32,10 +32,24 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serve(policy: Path, tmp: Path, *args: str, env: dict[str, str] | None = None) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+async def serve(
+    policy: Path, tmp: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    cmd = [sys.executable, "-m", "gateway", "serve", "--policy", str(policy), "--port", str(port),
-           "--ledger", str(tmp / "ledger.sqlite3"), "--no-managed", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway",
+        "serve",
+        "--policy",
+        str(policy),
+        "--port",
+        str(port),
+        "--ledger",
+        str(tmp / "ledger.sqlite3"),
+        "--no-managed",
+        *args,
+    ]
     log = tmp / f"serve-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)
@@ -63,7 +77,9 @@ async def serve(policy: Path, tmp: Path, *args: str, env: dict[str, str] | None 
 
 def policy_file(tmp: Path, vendor: FakeOpenAI, vendor2: FakeOpenAI, local: FakeOpenAI) -> Path:
     path = tmp / "policy.yaml"
-    path.write_text(hybrid_policy_text(vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url))
+    path.write_text(
+        hybrid_policy_text(vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url)
+    )
     return path
 
 
@@ -99,11 +115,15 @@ async def test_two_workers_share_one_set_of_counters(
     metrics_dir = tmp_path / "prom"
     metrics_dir.mkdir()
     sent = 0
-    async with serve(path, tmp_path, "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as (base, _):
+    async with serve(
+        path, tmp_path, "--workers", "2", env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    ) as (base, _):
         async with httpx.AsyncClient(base_url=base, limits=httpx.Limits(max_keepalive_connections=0)) as http:
             body = {"model": "chat", "messages": HELLO}
             for _ in range(10):  # until the kernel has handed connections to both workers (bounded)
-                results = await asyncio.gather(*[http.post("/v1/chat/completions", json=body) for _ in range(20)])
+                results = await asyncio.gather(
+                    *[http.post("/v1/chat/completions", json=body) for _ in range(20)]
+                )
                 assert all(r.status_code == 200 for r in results)
                 sent += 20
                 if len({p.name for p in metrics_dir.glob("counter_*.db")}) == 2:
@@ -111,12 +131,18 @@ async def test_two_workers_share_one_set_of_counters(
             scrapes = [(await http.get("/metrics")).text for _ in range(4)]
     assert len({p.name for p in metrics_dir.glob("counter_*.db")}) == 2  # both workers answered some requests
     for text in scrapes:  # whichever worker answered the scrape, the count is the sum over both
-        line = next(ln for ln in text.splitlines() if ln.startswith("gateway_requests_total{") and 'status="200"' in ln)
+        line = next(
+            ln
+            for ln in text.splitlines()
+            if ln.startswith("gateway_requests_total{") and 'status="200"' in ln
+        )
         assert float(line.rsplit(" ", 1)[1]) == sent
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "gateway", *args], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_check_accepts_good_and_refuses_bad_with_line(tmp_path: Path) -> None:
@@ -134,7 +160,9 @@ def test_explain_shows_candidates_removals_and_order(tmp_path: Path) -> None:
     policy.write_text(hybrid_policy_text(vendor="http://a/v1", vendor2="http://b/v1", local="http://c/v1"))
     request = tmp_path / "req.json"
     request.write_text('{"model": "chat", "messages": [{"role": "user", "content": "hi"}]}')
-    result = run_cli("explain", str(policy), "--request", str(request), "-H", "x-data-classification=confidential")
+    result = run_cli(
+        "explain", str(policy), "--request", str(request), "-H", "x-data-classification=confidential"
+    )
     assert result.returncode == 0, result.stderr
     assert '"order": [\n    "open-local"\n  ]' in result.stdout
     assert "privacy floor: data location vendor" in result.stdout
