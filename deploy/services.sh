@@ -1,10 +1,56 @@
 #!/usr/bin/env bash
-# Debian-packaged servers the tests use, installed with apt-get and run on loopback only.
-# `start` installs what is missing and starts them; `stop` stops what `start` started.
-# Today the suite needs none; issues that add Redis or PostgreSQL add them here.
+# Debian-packaged servers the tests use, installed with apt-get when missing and run on loopback only,
+# each in a throw-away data directory under var/services/. `start` writes var/services.env (sourced by
+# deploy/test.sh) with the addresses; `stop` stops what `start` started and removes its data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$(pwd)/var/services
+env_file=$(pwd)/var/services.env
+PG_PORT=${HGW_TEST_PG_PORT:-54329}
+
+need() {  # need BINARY-GLOB PACKAGE...: install the packages when the binary is missing
+  if ! compgen -G "$1" >/dev/null; then
+    echo "services: installing ${*:2} with apt-get" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # Debian's postinst would start a system-wide server; the tests run their own on loopback.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    (apt-get update -qq && apt-get install -y -qq "${@:2}" >/dev/null) || { rm -f /usr/sbin/policy-rc.d; return 1; }
+    rm -f /usr/sbin/policy-rc.d
+  fi
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
+
+start_postgres() {
+  need "/usr/lib/postgresql/*/bin/pg_ctl" postgresql
+  local bin dir
+  bin=$(pg_bin); dir=$root/postgres
+  rm -rf "$dir"; mkdir -p "$dir"; chown postgres "$dir" 2>/dev/null || true
+  run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  run_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
+  run_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >/dev/null
+  echo "HGW_TEST_PG_DSN=postgresql://postgres@127.0.0.1:$PG_PORT/postgres" >> "$env_file"
+}
+
+stop_postgres() {
+  local bin dir
+  bin=$(pg_bin); dir=$root/postgres
+  if [ -n "$bin" ] && [ -d "$dir/data" ]; then
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+    else "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true; fi
+  fi
+  rm -rf "$dir"
+}
+
 case "${1:-}" in
-  start|stop) ;;
+  start)
+    mkdir -p "$root"; chmod 755 "$root" "$(dirname "$root")"; : > "$env_file"
+    start_postgres
+    ;;
+  stop)
+    stop_postgres
+    rm -f "$env_file"
+    ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac

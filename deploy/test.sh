@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 bash deploy/bootstrap.sh
 bash deploy/services.sh start
 trap 'bash deploy/services.sh stop' EXIT
+set -a; . var/services.env; set +a
 export HF_HUB_OFFLINE=1 LITELLM_LOCAL_MODEL_COST_MAP=True
 .venv/bin/ruff check gateway providers local_backend
 .venv/bin/python -m pytest "$@"
