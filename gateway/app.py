@@ -26,6 +26,7 @@ from gateway.api.common import error_response, json_response, request_id
 from gateway.breaker import Breakers
 from gateway.errors import GatewayError, InvalidRequest, RouteNotFound
 from gateway.fallback import FallbackRunner
+from gateway.database import Database
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
@@ -73,7 +74,7 @@ def build_app(
     else:
         store = PolicyStore(policy, metrics, provider_builder=provider_builder)
     breakers = Breakers(lambda: store.current.policy.fallback.breaker)
-    ledger = Ledger(settings.ledger_path)
+    ledger = Ledger(Database(settings.ledger_path))
     accounting = Accounting(metrics, ledger)
     gateway = Gateway(store, breakers, accounting, FallbackRunner(breakers, metrics))
 

@@ -31,7 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--ledger", default=os.environ.get("GATEWAY_LEDGER", "var/ledger.sqlite3"))
+    serve.add_argument(
+        "--ledger",
+        default=os.environ.get("GATEWAY_LEDGER", "var/ledger.sqlite3"),
+        help="SQLite path (default) or postgresql:// DSN",
+    )
     serve.add_argument("--no-managed", action="store_true", help="do not start managed local backends")
     serve.add_argument("--access-log", action="store_true")
     check = sub.add_parser("check", help="validate a policy file")
@@ -106,7 +110,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     os.environ["GATEWAY_POLICY"] = str(Path(args.policy).resolve())
-    os.environ["GATEWAY_LEDGER"] = str(Path(args.ledger).resolve())
+    os.environ["GATEWAY_LEDGER"] = args.ledger if "://" in args.ledger else str(Path(args.ledger).resolve())
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     import uvicorn

@@ -1,4 +1,4 @@
-"""The ledger: one row per request in SQLite (WAL), written by a background thread.
+"""The ledger: one row per request, in SQLite (WAL) or PostgreSQL, written by a background thread.
 
 `record()` only puts the row on a queue, so the event loop never waits for the disk. The writer commits
 in small batches as soon as rows arrive. A `kill -9` can lose at most the rows queued and not yet
@@ -6,7 +6,7 @@ committed (one batch, milliseconds of traffic); `aclose()` flushes everything on
 
 Example::
 
-    ledger = Ledger("var/ledger.sqlite3"); ledger.start()
+    ledger = Ledger(Database("var/ledger.sqlite3")); ledger.start()
     ledger.record(LedgerRow(id="req-1", tenant="acme", ...))
     await ledger.aclose()
 """
@@ -16,38 +16,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import queue
-import sqlite3
+import logging
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS requests (
-    id TEXT PRIMARY KEY,
-    ts REAL NOT NULL,
-    tenant TEXT NOT NULL,
-    route TEXT NOT NULL,
-    modality TEXT NOT NULL,
-    deployment TEXT,
-    provider TEXT,
-    openness TEXT,
-    attempts INTEGER NOT NULL,
-    fallbacks INTEGER NOT NULL,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    images INTEGER NOT NULL,
-    device_seconds REAL NOT NULL,
-    cost_usd REAL NOT NULL,
-    cost_estimated INTEGER NOT NULL,
-    latency_ms REAL NOT NULL,
-    status INTEGER NOT NULL,
-    error_code TEXT,
-    stream INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
-"""
+from gateway.database import Database
+
+log = logging.getLogger("gateway.ledger")
+
 _BATCH = 512
 
 
@@ -73,15 +51,19 @@ class LedgerRow:
     status: int
     error_code: str | None
     stream: bool
+    key_id: str | None = None
 
 
 _COLUMNS = [f.name for f in dataclasses.fields(LedgerRow)]
-_INSERT = f"INSERT OR REPLACE INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = (
+    f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 
 class Ledger:
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self._queue: queue.SimpleQueue[LedgerRow | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._written = 0
@@ -89,17 +71,9 @@ class Ledger:
         self._pending = 0
 
     def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
+        self.db.migrate()
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        return db
 
     def record(self, row: LedgerRow) -> None:
         with self._idle:
@@ -107,39 +81,38 @@ class Ledger:
         self._queue.put(row)
 
     def _run(self) -> None:
-        db = self._connect()
-        try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < _BATCH:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batch.append(nxt)
-                self._write(db, batch)
-                if stop:
-                    return
-        finally:
-            db.close()
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < _BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._write(batch)
+            if stop:
+                return
 
-    def _write(self, db: sqlite3.Connection, batch: list[LedgerRow]) -> None:
+    def _write(self, batch: list[LedgerRow]) -> None:
         rows = [dataclasses.astuple(r) for r in batch]
-        for delay in (0.0, 0.05, 0.2, 1.0, 2.0):  # another process (report, second worker) may hold the lock
+        # Another process (a report, a second worker) may hold the lock for a moment: retry, then log loudly.
+        for delay in (0.0, 0.05, 0.2, 1.0, 2.0, 5.0):
             time.sleep(delay)
             try:
-                with db:
-                    db.executemany(_INSERT, rows)
+                with self.db.connect() as conn:
+                    self.db.executemany(conn, _INSERT, rows)
                 break
-            except sqlite3.OperationalError:
-                continue
+            except Exception as exc:  # sqlite3 or psycopg errors: both must not kill the writer
+                log.warning("ledger write failed (%s), retrying", type(exc).__name__)
+        else:
+            log.error("ledger: %d rows could not be written: %s", len(rows), [r.id for r in batch])
         with self._idle:
             self._pending -= len(batch)
             self._written += len(batch)
@@ -161,5 +134,4 @@ class Ledger:
         self._thread = None
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._connect() as db:
-            return list(db.execute(sql, params))
+        return self.db.query(sql, params)

@@ -10,7 +10,8 @@ from pathlib import Path
 @dataclass(frozen=True, slots=True)
 class Settings:
     policy_path: Path
-    ledger_path: Path = Path("var/ledger.sqlite3")
+    # A SQLite path, or a postgresql:// DSN for a ledger shared by several gateways.
+    ledger_path: str | Path = Path("var/ledger.sqlite3")
     admin_key: str | None = field(default=None, repr=False)
     watch_policy: bool = True
     watch_interval_s: float = 1.0
@@ -19,7 +20,7 @@ class Settings:
     def from_env(cls) -> Settings:
         return cls(
             policy_path=Path(os.environ.get("GATEWAY_POLICY", "policies/default.yaml")),
-            ledger_path=Path(os.environ.get("GATEWAY_LEDGER", "var/ledger.sqlite3")),
+            ledger_path=os.environ.get("GATEWAY_LEDGER", "var/ledger.sqlite3"),
             admin_key=os.environ.get("GATEWAY_ADMIN_KEY") or None,
             watch_policy=os.environ.get("GATEWAY_WATCH_POLICY", "1") != "0",
         )
