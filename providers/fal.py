@@ -18,7 +18,9 @@ Example policy entry::
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -70,7 +72,7 @@ def fal_arguments(body: JSON, defaults: JSON) -> JSON:
 
 def map_fal_error(exc: Exception, name: str, timeout_s: float, secret: str | None) -> UpstreamError:
     """The UpstreamError for a fal-client or httpx exception, most specific first."""
-    if isinstance(exc, fal_client.FalClientTimeoutError):
+    if isinstance(exc, (fal_client.FalClientTimeoutError, TimeoutError)):
         return UpstreamError(ErrorKind.TIMEOUT, f"{name}: no result within {timeout_s:.1f}s (request cancelled)")
     if isinstance(exc, fal_client.FalClientHTTPError):
         status = exc.status_code
@@ -92,7 +94,7 @@ def map_fal_error(exc: Exception, name: str, timeout_s: float, secret: str | Non
         if any(word in lowered for word in _CONTENT_POLICY_WORDS):
             return UpstreamError(ErrorKind.CONTENT_POLICY, text, status=status)
         return UpstreamError(ErrorKind.BAD_REQUEST, text, status=status)
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+    if isinstance(exc, httpx.TimeoutException):
         return UpstreamError(ErrorKind.TIMEOUT, f"{name}: no answer within {timeout_s:.1f}s")
     return UpstreamError(ErrorKind.TRANSIENT, f"{name}: {type(exc).__name__} talking to fal")
 
@@ -128,9 +130,7 @@ class FalProvider:
         client = self._fal()
         arguments = fal_arguments(body, self._defaults)
         try:
-            result: Any = await client.subscribe(
-                deployment.model, arguments, client_timeout=ctx.timeout_s, with_logs=False
-            )
+            result = await self._run(client, deployment.model, arguments, ctx.timeout_s)
         except (fal_client.FalClientError, httpx.HTTPError, TimeoutError) as exc:
             raise map_fal_error(exc, self.name, ctx.timeout_s, self._key) from exc
         images = result.get("images") if isinstance(result, dict) else None
@@ -148,6 +148,24 @@ class FalProvider:
         if isinstance(result.get("seed"), int):
             answer["seed"] = result["seed"]
         return ProviderResult(answer, usage)
+
+    @staticmethod
+    async def _run(client: fal_client.AsyncClient, app: str, arguments: JSON, timeout_s: float) -> Any:
+        """Submit to fal's queue and wait for the result; past the deadline, cancel the queued request.
+
+        (fal-client's `subscribe(client_timeout=...)` does the same but refuses timeouts under 1 s.)
+        """
+        handle: fal_client.AsyncRequestHandle | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                handle = await client.submit(app, arguments)
+                return await handle.get()
+        except TimeoutError:
+            if handle is not None:  # best effort, so the request stops costing money
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(2.0):
+                        await handle.cancel()
+            raise
 
     async def _item(self, image: Any, want_b64: bool, ctx: CallContext) -> JSON:
         url = image.get("url") if isinstance(image, dict) else None
@@ -179,9 +197,10 @@ class FalProvider:
             await self._http.aclose()
             self._http = None
         if self._client is not None:
-            fal_http = self._client.__dict__.get("_client")  # fal caches its httpx client on first use
-            if isinstance(fal_http, httpx.AsyncClient):
-                await fal_http.aclose()
+            # fal-client opens its pooled httpx client on first use and offers no close(); it is cached as the
+            # awaitable attribute `_client`.
+            fal_http = await self._client._client
+            await fal_http.aclose()
             self._client = None
 
 

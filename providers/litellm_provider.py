@@ -37,7 +37,8 @@ _litellm: ModuleType | None = None
 _import_lock: asyncio.Lock | None = None
 
 
-def _import_litellm() -> ModuleType:
+def import_litellm() -> ModuleType:
+    """Import and configure litellm (blocking, ~5 s); `load_litellm` runs this in a worker thread."""
     # The packaged price map only: litellm otherwise downloads one on import, retrying for seconds offline.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     module = importlib.import_module("litellm")
@@ -55,7 +56,7 @@ async def load_litellm() -> ModuleType:
             _import_lock = asyncio.Lock()
         async with _import_lock:
             if _litellm is None:
-                _litellm = await asyncio.to_thread(_import_litellm)
+                _litellm = await asyncio.to_thread(import_litellm)
     return _litellm
 
 

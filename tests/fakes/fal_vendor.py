@@ -68,7 +68,7 @@ class FakeFal:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         # A duplicate of the session's listening socket: closing this server leaves the port reserved.
-        dup = socket.socket(fileno=self.sock.dup())
+        dup = self.sock.dup()
         await web.SockSite(self._runner, dup, ssl_context=self.ssl_context).start()
         self.base_url = f"https://127.0.0.1:{self.sock.getsockname()[1]}"
         return self.base_url

@@ -103,13 +103,14 @@ class FakeReplicate:
         }
         prediction = _Prediction(data, fault, time.monotonic())
         self._predictions[pid] = prediction
-        self._advance(prediction)
+        self._advance(prediction, polled=False)
         return web.json_response(data, status=201)
 
-    def _advance(self, prediction: _Prediction) -> None:
+    def _advance(self, prediction: _Prediction, *, polled: bool = True) -> None:
         fault, data = prediction.fault, prediction.data
         if fault.kind == "hang" and time.monotonic() - prediction.created < fault.seconds:
-            data["status"] = "processing"
+            # Past `Prefer: wait`, Replicate answers the create call with "starting"; polls see "processing".
+            data["status"] = "processing" if polled else "starting"
             return
         if fault.kind == "nsfw":
             data.update(status="failed", error="NSFW content detected. Try running it again, or try a different prompt.")
