@@ -72,6 +72,9 @@ def write_tiny_image_pipeline(directory: Path, *, sample_size: int = 16, seed: i
             num_attention_heads=2,
             max_position_embeddings=77,
             projection_dim=16,
+            bos_token_id=0,  # the ids of <|startoftext|> / <|endoftext|> in the tiny vocab below
+            eos_token_id=1,
+            pad_token_id=1,
         )
     )
     vocab_dir = directory / "_tokenizer_source"

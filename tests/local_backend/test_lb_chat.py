@@ -106,3 +106,19 @@ async def test_max_tokens_limit_is_a_400(tiny_models: dict[str, Path]) -> None:
             with pytest.raises(openai.BadRequestError) as raised:
                 await client.chat.completions.create(model="tiny-chat", messages=MESSAGES, max_tokens=17)
     assert raised.value.code == "invalid_request_error"
+
+
+async def test_sampling_with_a_seed_is_repeatable(tiny_models: dict[str, Path]) -> None:
+    async with running_backend(make_config(chat_model(tiny_models["chat"]))) as base_url:
+        async with openai_client(base_url) as client:
+            texts = [
+                (
+                    await client.chat.completions.create(
+                        model="tiny-chat", messages=MESSAGES, max_tokens=8, temperature=1.0, top_p=0.9, seed=7
+                    )
+                )
+                .choices[0]
+                .message.content
+                for _ in range(2)
+            ]
+    assert texts[0] == texts[1]

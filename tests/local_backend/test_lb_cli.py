@@ -89,3 +89,14 @@ def test_serve_refuses_a_bad_config_with_file_and_reason(tmp_path: Path) -> None
     assert result.returncode == 2
     assert str(config) in result.stderr
     assert "modality" in result.stderr
+
+
+def test_console_script_checks_the_packaged_config() -> None:
+    script = Path(sys.executable).with_name("local-backend")
+    if not script.exists():
+        pytest.skip("the package is not installed with its console scripts in this environment")
+    result = subprocess.run(
+        [str(script), "check-config"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 models OK" in result.stdout
