@@ -33,7 +33,9 @@ def _lua_long_string(text: str) -> str:
 def _wrk_script(endpoint: Endpoint, work: Path) -> Path:
     lines = ['wrk.method = "POST"', f"wrk.body = {_lua_long_string(endpoint.body.decode())}"]
     lines += [
-        f"wrk.headers[{_lua_long_string(k)}] = {_lua_long_string(v)}" for k, v in endpoint.headers.items()
+        # The spaces matter: "[[" would open a Lua long string.
+        f"wrk.headers[ {_lua_long_string(k)} ] = {_lua_long_string(v)}"
+        for k, v in endpoint.headers.items()
     ]
     script = work / f"wrk-{abs(hash((endpoint.url, endpoint.body, tuple(endpoint.headers.items()))))}.lua"
     script.write_text("\n".join(lines) + "\n")
@@ -84,6 +86,8 @@ def run_wrk(endpoint: Endpoint, connections: int, duration_s: float, work: Path)
         endpoint.url,
     ]
     out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60)
+    if out.stderr.strip():  # a Lua error makes wrk send GETs without a body and still "succeed"
+        raise RuntimeError(f"wrk complained: {out.stderr.strip()}")
     return parse_wrk(out.stdout, connections)
 
 
