@@ -20,12 +20,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from local_backend.config import BackendConfig, ModelConfig
-from local_backend.errors import APIError, InvalidRequest, ModelNotFound
+from local_backend.errors import APIError, ModelNotFound
 from local_backend.http_chat import create_chat_completion
 from local_backend.http_common import BackendState, backend_of, error_response, json_response
 from local_backend.http_embeddings import create_embeddings
 from local_backend.http_images import create_images
 from local_backend.metrics import BackendMetrics
+from local_backend.sources import resolve_source
 from local_backend.worker import ModelRunner, ModelWorker
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,10 @@ def _runner_loader(model: ModelConfig) -> Callable[[], ModelRunner[Any, Any]]:
     module_name, function_name = _RUNNER_LOADERS[model.modality]
 
     def load() -> ModelRunner[Any, Any]:
+        # Resolve first: a model that cannot be found fails in milliseconds, before torch is imported.
+        source = resolve_source(model.source, config_files_only=model.random_weights)
         loader = getattr(importlib.import_module(module_name), function_name)
-        runner: ModelRunner[Any, Any] = loader(model)
+        runner: ModelRunner[Any, Any] = loader(model, source)
         return runner
 
     return load
@@ -168,6 +171,3 @@ def build_app(config: BackendConfig) -> Starlette:
     )
     app.state.backend = state
     return app
-
-
-__all__ = ["InvalidRequest", "build_app"]

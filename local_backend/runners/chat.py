@@ -20,7 +20,6 @@ from local_backend.config import ModelConfig
 from local_backend.device import choose_device, choose_dtype, synchronize
 from local_backend.jobs import ChatPayload, ChatResult
 from local_backend.runners.random_init import build_random_causal_lm
-from local_backend.sources import resolve_source
 from local_backend.worker import BatchRun
 
 
@@ -158,13 +157,12 @@ class ChatRunner:
         return result, device_seconds
 
 
-def load_chat_runner(model: ModelConfig) -> ChatRunner:
-    """Load tokenizer and causal LM from ``model.source`` (or its config with random weights)."""
+def load_chat_runner(model: ModelConfig, source: str) -> ChatRunner:
+    """Load tokenizer and causal LM from the resolved ``source`` (or its config with random weights)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = choose_device(model.device)
     dtype = choose_dtype(model.dtype, device)
-    source = resolve_source(model.source, config_files_only=model.random_weights)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.chat_template is None:
         raise ValueError(f"the tokenizer of {model.source!r} has no chat template")

@@ -11,7 +11,6 @@ import numpy as np
 from local_backend.config import ModelConfig
 from local_backend.device import choose_device, choose_dtype, synchronize
 from local_backend.jobs import EmbeddingPayload, EmbeddingResult
-from local_backend.sources import resolve_source
 from local_backend.worker import BatchRun
 
 
@@ -42,13 +41,13 @@ class EmbeddingRunner:
         return [len(ids) for ids in encoded["input_ids"]]
 
 
-def load_embedding_runner(model: ModelConfig) -> EmbeddingRunner:
-    """Load ``model.source`` as a ``SentenceTransformer`` (packaged offline copies are preferred)."""
+def load_embedding_runner(model: ModelConfig, source: str) -> EmbeddingRunner:
+    """Load the resolved ``source`` (see ``sources.resolve_source``) as a ``SentenceTransformer``."""
     from sentence_transformers import SentenceTransformer
 
     device = choose_device(model.device)
     dtype = choose_dtype(model.dtype, device)
-    encoder = SentenceTransformer(resolve_source(model.source), device=device)
+    encoder = SentenceTransformer(source, device=device)
     encoder.to(dtype)
     encoder.eval()
     return EmbeddingRunner(encoder, device)

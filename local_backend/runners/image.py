@@ -14,7 +14,6 @@ from local_backend.config import ModelConfig, SpeedConfig
 from local_backend.device import choose_device, choose_dtype, synchronize
 from local_backend.jobs import ImagePayload, ImageResult
 from local_backend.runners.random_init import build_random_pipeline
-from local_backend.sources import resolve_source
 from local_backend.worker import BatchRun
 
 logger = logging.getLogger(__name__)
@@ -96,13 +95,12 @@ def _compile_denoiser(pipeline: Any) -> None:
             return
 
 
-def load_image_runner(model: ModelConfig) -> ImageRunner:
+def load_image_runner(model: ModelConfig, source: str) -> ImageRunner:
     """Load ``model.source`` through ``AutoPipelineForText2Image`` (or build it with random weights)."""
     from diffusers import AutoPipelineForText2Image
 
     device = choose_device(model.device)
     dtype = choose_dtype(model.dtype, device)
-    source = resolve_source(model.source, config_files_only=model.random_weights)
     if model.random_weights:
         pipeline = build_random_pipeline(source, dtype)
     else:

@@ -122,3 +122,14 @@ async def test_sampling_with_a_seed_is_repeatable(tiny_models: dict[str, Path]) 
                 for _ in range(2)
             ]
     assert texts[0] == texts[1]
+
+
+async def test_random_weights_chat_model_builds_from_the_config(tiny_models: dict[str, Path]) -> None:
+    config = make_config(chat_model(tiny_models["chat"], name="random-chat", random_weights=True))
+    async with running_backend(config) as base_url:
+        async with openai_client(base_url) as client:
+            completion = await client.chat.completions.create(
+                model="random-chat", messages=MESSAGES, max_tokens=4
+            )
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens <= 4
