@@ -49,7 +49,9 @@ def enrich_deployment(dep: Deployment, spec: ProviderSpec) -> Deployment:
 def enrich(policy: Policy, *, today: dt.date | None = None) -> Policy:
     """A copy of `policy` with prices and deprecation dates filled from the map; logs what is already retired."""
     deployments = {
-        name: enrich_deployment(dep, policy.providers[dep.provider]) if dep.provider in policy.providers else dep
+        name: enrich_deployment(dep, policy.providers[dep.provider])
+        if dep.provider in policy.providers
+        else dep
         for name, dep in policy.deployments.items()
     }
     changed = any(deployments[name] is not dep for name, dep in policy.deployments.items())

@@ -4,14 +4,34 @@ from __future__ import annotations
 
 import datetime as dt
 
-from gateway.policy import Policy
+from gateway.policy import Modality, Policy
 from gateway.pricing import unpriced
 from gateway.providers_env import missing_keys
 
 
+# Provider kinds that serve only some modalities; a deployment of another modality would fail every call.
+SERVED_MODALITIES: dict[str, frozenset[Modality]] = {
+    "litellm": frozenset({Modality.CHAT, Modality.EMBEDDING}),
+    "fal": frozenset({Modality.IMAGE}),
+    "replicate": frozenset({Modality.IMAGE}),
+}
+
+
+def unserved(policy: Policy) -> list[str]:
+    """Errors for deployments whose provider kind cannot serve their modality."""
+    found = []
+    for name, dep in policy.deployments.items():
+        kind = policy.providers[dep.provider].kind
+        served = SERVED_MODALITIES.get(kind)
+        if served is not None and dep.modality not in served:
+            can = ", ".join(sorted(served))
+            found.append(f"deployment {name!r} is a {dep.modality} deployment, but provider kind {kind!r} serves {can}")
+    return found
+
+
 def check_policy(policy: Policy, today: dt.date) -> tuple[list[str], list[str]]:
     """Return (errors, warnings)."""
-    errors = [
+    errors = unserved(policy) + [
         f"deployment {name!r} has no price: litellm's price map does not know its model, so give `price:` "
         "or the provider's usd_per_hour (its cost must never be $0)"
         for name in unpriced(policy)

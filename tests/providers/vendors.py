@@ -133,3 +133,29 @@ def openai_faults() -> dict[str, Fault]:
 
 
 KINDS = ["openai_compatible", "openai", "litellm", "fal", "replicate"]
+
+
+def gateway_policy(case: VendorCase, backup_url: str) -> str:
+    """A policy whose route `main` tries the provider under test first and a healthy FakeOpenAI second."""
+    price = ""
+    if case.price:
+        price = ", price: {" + ", ".join(f"{k}: {v}" for k, v in case.price.items()) + "}"
+    return f"""
+version: 1
+providers:
+  under_test: {case.policy_provider_yaml()}
+  backup: {{kind: openai_compatible, base_url: "{backup_url}", api_key_env: FAKE_VENDOR_KEY, timeout_s: 5}}
+deployments:
+  primary: {{provider: under_test, model: "{case.model}", modality: {case.modality}, openness: closed,
+            data: {{location: vendor}}{price}}}
+  secondary: {{provider: backup, model: backup-model, modality: {case.modality}, openness: closed,
+              data: {{location: vendor}}, price: {{input_per_mtok: 1.0, output_per_mtok: 1.0, per_image: 0.01}}}}
+routes:
+  main: {{candidates: [primary, secondary]}}
+fallback:
+  retries: 0
+  backoff_ms: [1, 5]
+  deadline_ms: 10000
+  max_retry_after_ms: 200
+  breaker: {{failure_ratio: 0.5, min_requests: 50, window_s: 30, open_s: 30}}
+"""
