@@ -29,6 +29,7 @@ class Finished:
     deployment: str
     attempts: int
     cost_usd: float
+    tokens: int
 
 
 class Accounting:
@@ -99,9 +100,10 @@ class Accounting:
                 status=status,
                 error_code=error.code if error else None,
                 stream=bool(req.body.get("stream")),
+                key_id=req.key.id if req.key else None,
             )
         )
-        return Finished(dep.name, len(outcome.attempts), cost)
+        return Finished(dep.name, len(outcome.attempts), cost, usage.total_tokens)
 
     def overhead(self, route: str, seconds: float) -> None:
         self.metrics.overhead.labels(route).observe(max(0.0, seconds))
@@ -147,5 +149,6 @@ class Accounting:
                 status=status,
                 error_code=code,
                 stream=bool(req.body.get("stream")),
+                key_id=req.key.id if req.key else None,
             )
         )

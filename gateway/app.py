@@ -21,17 +21,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.accounting import Accounting
+from gateway.admission import Admission
 from gateway.api import admin, chat, embeddings, health, images, models
 from gateway.api.common import error_response, json_response, request_id
 from gateway.breaker import Breakers
+from gateway.budgets import BudgetBook, seed_budgets
+from gateway.database import Database
 from gateway.errors import GatewayError, InvalidRequest, RouteNotFound
 from gateway.fallback import FallbackRunner
-from gateway.database import Database
+from gateway.keys import KeyStore
 from gateway.ledger import Ledger
 from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.policy import Policy
 from gateway.policy_store import PolicyStore, ProviderBuilder
+from gateway.ratelimit import RateLimiter
 from gateway.serving import Gateway
 from gateway.settings import Settings
 from providers.registry import build_provider
@@ -74,13 +78,22 @@ def build_app(
     else:
         store = PolicyStore(policy, metrics, provider_builder=provider_builder)
     breakers = Breakers(lambda: store.current.policy.fallback.breaker)
-    ledger = Ledger(Database(settings.ledger_path))
+    db = Database(settings.ledger_path)
+    ledger = Ledger(db)
+    keys = KeyStore(db)
+    budgets = BudgetBook()
     accounting = Accounting(metrics, ledger)
-    gateway = Gateway(store, breakers, accounting, FallbackRunner(breakers, metrics))
+    admission = Admission(budgets, RateLimiter(), metrics)
+    gateway = Gateway(store, breakers, accounting, FallbackRunner(breakers, metrics), admission)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        ledger.start()
+        await asyncio.to_thread(ledger.start)
+        await asyncio.to_thread(keys.refresh)
+        await asyncio.to_thread(seed_budgets, db, budgets)
+        if not keys.configured():
+            log.warning("no API keys configured: serving without authentication, to loopback clients only")
+        key_refresher = asyncio.create_task(_refresh_keys(keys, settings.keys_refresh_s))
         watcher = None
         if store.path is not None:
             store.install_sighup()
@@ -89,6 +102,9 @@ def build_app(
         try:
             yield
         finally:
+            key_refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await key_refresher
             if watcher is not None:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -119,8 +135,19 @@ def build_app(
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.settings = settings
     app.state.gateway = gateway
+    app.state.keys = keys
     app.state.openapi = openapi_document()
     return app
+
+
+async def _refresh_keys(keys: KeyStore, every_s: float) -> None:
+    """Pick up keys created or revoked by `gateway keys` (another process) within seconds."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(keys.refresh)
+        except Exception:  # a database hiccup must not stop the refresher; the last good cache stays
+            log.exception("could not refresh API keys; keeping the cached set")
 
 
 def app_from_env() -> Starlette:

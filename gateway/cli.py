@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from gateway import cli_ledger
 from gateway.policy_loader import PolicyError, load_policy
 
 
@@ -45,8 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("--request", required=True, help="a JSON file with the OpenAI request body")
     explain.add_argument("-H", "--header", action="append", default=[], help="request header as name=value")
     explain.add_argument("--tenant", default="default")
+    cli_ledger.add_parsers(sub)
     args = parser.parse_args(argv)
-    handler = {"serve": _serve, "check": _check, "explain": _explain}[args.command]
+    handlers = {"keys": cli_ledger.run_keys, "report": cli_ledger.run_report}
+    handler = {"serve": _serve, "check": _check, "explain": _explain, **handlers}[args.command]
     return handler(args)
 
 
@@ -98,7 +101,9 @@ def _explain(args: argparse.Namespace) -> int:
     # A fresh gateway's view: no breaker open, nothing retired at run time; deprecation dates do apply.
     detector = build_detector(policy)
     today = dt.date.today()
-    result = explain_plan(policy, detector, route, body, headers=headers, tenant=args.tenant, health={}, today=today)
+    result = explain_plan(
+        policy, detector, route, body, headers=headers, tenant=args.tenant, health={}, today=today
+    )
     print(json.dumps(result, indent=2))
     return 0
 

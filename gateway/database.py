@@ -128,10 +128,13 @@ class Database:
         applied: list[int] = []
         with self.connect() as conn:
             conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)"
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied DOUBLE PRECISION)"
             )
             if self.dialect == "postgres":
-                conn.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")  # two processes starting at once
+                conn.execute(
+                    "LOCK TABLE schema_migrations IN EXCLUSIVE MODE"
+                )  # two processes starting at once
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations").fetchall()}
             for version, script in MIGRATIONS:
                 if version in done:
@@ -139,6 +142,9 @@ class Database:
                 for statement in (s.strip() for s in script.split(";")):
                     if statement:
                         conn.execute(statement)
-                conn.execute(self.sql("INSERT INTO schema_migrations (version, applied) VALUES (?, ?)"), (version, time.time()))
+                conn.execute(
+                    self.sql("INSERT INTO schema_migrations (version, applied) VALUES (?, ?)"),
+                    (version, time.time()),
+                )
                 applied.append(version)
         return applied

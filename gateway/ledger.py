@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import queue
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -101,15 +101,21 @@ class Ledger:
                 return
 
     def _write(self, batch: list[LedgerRow]) -> None:
-        rows = [dataclasses.astuple(r) for r in batch]
-        # Another process (a report, a second worker) may hold the lock for a moment: retry, then log loudly.
+        rows = [tuple(int(v) if isinstance(v, bool) else v for v in dataclasses.astuple(r)) for r in batch]
+        # Another process (a report, a second worker) may hold the lock, or the server may be restarting:
+        # retry those; any other error is a bug and is logged at once with the ids of the rows it cost.
         for delay in (0.0, 0.05, 0.2, 1.0, 2.0, 5.0):
             time.sleep(delay)
             try:
                 with self.db.connect() as conn:
                     self.db.executemany(conn, _INSERT, rows)
                 break
-            except Exception as exc:  # sqlite3 or psycopg errors: both must not kill the writer
+            except Exception as exc:  # sqlite3 and psycopg errors alike must not kill the writer thread
+                if type(exc).__name__ not in ("OperationalError", "InterfaceError"):
+                    log.error(
+                        "ledger: %d rows could not be written (%s): %s", len(rows), exc, [r.id for r in batch]
+                    )
+                    break
                 log.warning("ledger write failed (%s), retrying", type(exc).__name__)
         else:
             log.error("ledger: %d rows could not be written: %s", len(rows), [r.id for r in batch])

@@ -77,6 +77,33 @@ class Metrics:
             registry=r,
         )
         self.reloads = Counter("gateway_policy_reloads", "Policy reloads", ["result"], registry=r)
+        budget_labels = ["tenant", "scope", "period"]
+        self.budget_remaining = Gauge(
+            "gateway_budget_remaining_usd",
+            "Budget left in the current day or month",
+            budget_labels,
+            multiprocess_mode="min",
+            registry=r,
+        )
+        self.budget_limit = Gauge(
+            "gateway_budget_limit_usd",
+            "Budget of the current day or month",
+            budget_labels,
+            multiprocess_mode="max",
+            registry=r,
+        )
+        self.budget_rejections = Counter(
+            "gateway_budget_rejections",
+            "Requests that found their budget spent",
+            ["tenant", "period"],
+            registry=r,
+        )
+        self.rate_limit_rejections = Counter(
+            "gateway_rate_limit_rejections",
+            "Requests refused by a rate limit",
+            ["tenant", "kind"],
+            registry=r,
+        )
 
     def fallback(self, route: str, source: str, to: str, reason: str) -> None:
         self.fallbacks.labels(route, source, to, reason).inc()

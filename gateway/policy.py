@@ -203,6 +203,31 @@ class PiiSettings(StrictModel):
     kinds: list[str] = Field(default_factory=lambda: ["email", "phone", "card", "iban", "us_ssn"])
 
 
+class BudgetLimits(StrictModel):
+    daily_usd: float | None = Field(None, ge=0)
+    monthly_usd: float | None = Field(None, ge=0)
+
+
+class RateLimits(StrictModel):
+    rpm: int | None = Field(None, ge=1)
+    tpm: int | None = Field(None, ge=1)
+
+
+class TenantSpec(StrictModel):
+    """Defaults and caps for one tenant (API keys map to tenants)."""
+
+    default_classification: Classification | None = None
+    quality: str | None = None
+    routes: frozenset[str] | None = None
+    budget: BudgetLimits = BudgetLimits()
+    rate_limits: RateLimits = RateLimits()
+
+
+class BudgetSettings(StrictModel):
+    # refuse: 429 insufficient_quota. downgrade: serve from open, local deployments only.
+    on_exhausted: Literal["refuse", "downgrade"] = "refuse"
+
+
 class Limits(StrictModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     deprecation_warning_days: int = Field(30, ge=0)
@@ -217,6 +242,8 @@ class Policy(StrictModel):
     privacy: PrivacyFloor = PrivacyFloor()
     pii: PiiSettings = PiiSettings()
     limits: Limits = Limits()
+    tenants: dict[str, TenantSpec] = Field(default_factory=dict)
+    budgets: BudgetSettings = BudgetSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -75,15 +75,24 @@ def parse_policy(text: str, file: str = "<policy>", *, today: dt.date | None = N
 
 def cross_check(policy: Policy) -> list[tuple[Path_, str]]:
     """References between sections, which one model alone cannot check."""
+    return [
+        *_check_deployments(policy),
+        *_check_routes(policy),
+        *_check_tenants(policy),
+        *_check_providers(policy),
+    ]
+
+
+def _check_deployments(policy: Policy) -> list[tuple[Path_, str]]:
+    return [
+        (("deployments", name, "provider"), f"names provider {dep.provider!r}, which is not under providers")
+        for name, dep in policy.deployments.items()
+        if dep.provider not in policy.providers
+    ]
+
+
+def _check_routes(policy: Policy) -> list[tuple[Path_, str]]:
     found: list[tuple[Path_, str]] = []
-    for name, dep in policy.deployments.items():
-        if dep.provider not in policy.providers:
-            found.append(
-                (
-                    ("deployments", name, "provider"),
-                    f"names provider {dep.provider!r}, which is not under providers",
-                )
-            )
     for name, route in policy.routes.items():
         modalities = set()
         for i, cand in enumerate(route.candidates):
@@ -106,17 +115,30 @@ def cross_check(policy: Policy) -> list[tuple[Path_, str]]:
         for i, rule in enumerate(route.rules):
             for part in (rule.require, rule.prefer):
                 named = getattr(part, "deployments", None) or frozenset()
-                for missing in sorted(named - set(route.candidates)):
-                    found.append(
-                        (
-                            ("routes", name, "rules", i),
-                            f"names deployment {missing!r}, which is not a candidate of this route",
-                        )
+                found.extend(
+                    (
+                        ("routes", name, "rules", i),
+                        f"names deployment {missing!r}, which is not a candidate of this route",
                     )
-    for name, spec in policy.providers.items():
-        if spec.kind == "openai_compatible" and not spec.base_url:
-            found.append((("providers", name, "base_url"), "an openai_compatible provider needs base_url"))
+                    for missing in sorted(named - set(route.candidates))
+                )
     return found
+
+
+def _check_tenants(policy: Policy) -> list[tuple[Path_, str]]:
+    return [
+        (("tenants", name, "routes"), f"names route {missing!r}, which is not under routes")
+        for name, tenant in policy.tenants.items()
+        for missing in sorted((tenant.routes or frozenset()) - set(policy.routes))
+    ]
+
+
+def _check_providers(policy: Policy) -> list[tuple[Path_, str]]:
+    return [
+        (("providers", name, "base_url"), "an openai_compatible provider needs base_url")
+        for name, spec in policy.providers.items()
+        if spec.kind == "openai_compatible" and not spec.base_url
+    ]
 
 
 def _line_index(node: yaml.Node, path: Path_ = ()) -> dict[Path_, int]:

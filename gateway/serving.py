@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.accounting import Accounting, Finished
+from gateway.admission import Admission, Ticket
 from gateway.breaker import Breakers
-from gateway.errors import GatewayError, InvalidRequest, RouteNotFound, UpstreamError
+from gateway.errors import GatewayError, InvalidRequest, PolicyDenied, RouteNotFound, UpstreamError
 from gateway.fallback import FallbackRunner, Outcome
+from gateway.keys import ApiKey
 from gateway.pii import PiiDetector
 from gateway.policy import Modality, Policy, Route
 from gateway.policy_store import LoadedPolicy, PolicyStore
@@ -40,6 +42,7 @@ class Request:
     headers: Mapping[str, str]
     tenant: str
     received: float
+    key: ApiKey | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +51,7 @@ class Prepared:
     route: Route
     signals: Signals
     plan: RoutingPlan
+    ticket: Ticket
 
 
 @dataclass(slots=True)
@@ -63,6 +67,7 @@ class Gateway:
         breakers: Breakers,
         accounting: Accounting,
         runner: FallbackRunner,
+        admission: Admission,
         *,
         today: Callable[[], dt.date] = dt.date.today,
     ) -> None:
@@ -70,6 +75,7 @@ class Gateway:
         self.breakers = breakers
         self.accounting = accounting
         self.runner = runner
+        self.admission = admission
         self.today = today
 
     def health(self) -> dict[str, str]:
@@ -94,20 +100,23 @@ class Gateway:
                     param="model",
                     code="wrong_modality",
                 )
+            headers = _tenant_defaults(policy, req.tenant, name, req.headers)
             signals = extract_signals(
                 route,
                 req.modality,
-                req.headers,
+                headers,
                 texts_of(req.modality, req.body),
                 tenant=req.tenant,
                 detector=loaded.detector,
                 estimate=estimate_usage(req.modality, req.body),
             )
             plan = plan_route(route, signals, policy, health=self.health(), today=self.today())
+            tokens = signals.estimate.prompt_tokens + signals.estimate.output_tokens
+            ticket = self.admission.admit(policy, req.tenant, req.key, plan, tokens)
         except GatewayError as exc:
             self.accounting.refused(req, name, exc)
             raise
-        return Prepared(loaded, route, signals, plan)
+        return Prepared(loaded, route, signals, plan, ticket)
 
     async def complete(self, req: Request) -> Answer:
         """A non-streamed chat, image or embedding request."""
@@ -124,14 +133,17 @@ class Gateway:
             outcome: Outcome[ProviderResult] = await self.runner.run(
                 prep.plan, prep.loaded.policy, prep.loaded.providers, call, request_id=req.id
             )
-        except GatewayError as exc:
-            self.accounting.failed(req, prep, exc)
+        except BaseException as exc:
+            prep.ticket.settle(0.0, 0)
+            if isinstance(exc, GatewayError):
+                self.accounting.failed(req, prep, exc)
             raise
         body = outcome.value.body
         if req.modality is Modality.IMAGE:
             _images_as_requested(body, req.body.get("response_format"))
         text = _answer_text(body) if req.modality is Modality.CHAT else ""
         done = self.accounting.finished(req, prep, outcome, outcome.value.usage, streamed_text=text)
+        prep.ticket.settle(done.cost_usd, done.tokens)
         self._overhead(req, prep, outcome)
         return Answer(body, self.headers(req, prep, done, basis="actual"))
 
@@ -147,17 +159,21 @@ class Gateway:
             outcome = await self.runner.run(
                 prep.plan, prep.loaded.policy, prep.loaded.providers, first_chunk(req.body), request_id=req.id
             )
-        except GatewayError as exc:
-            self.accounting.failed(req, prep, exc)
+        except BaseException as exc:
+            prep.ticket.settle(0.0, 0)
+            if isinstance(exc, GatewayError):
+                self.accounting.failed(req, prep, exc)
             raise
         self._overhead(req, prep, outcome)
         first, rest = outcome.value
         include_usage = bool((req.body.get("stream_options") or {}).get("include_usage"))
 
         def finish(usage: Any, text: str, error: UpstreamError | None, status: int) -> Finished:
-            return self.accounting.finished(
+            done = self.accounting.finished(
                 req, prep, outcome, usage, streamed_text=text, error=error, status=status
             )
+            prep.ticket.settle(done.cost_usd, done.tokens)
+            return done
 
         est = prep.plan.est_cost.get(outcome.deployment.name, 0.0)
         headers = self.headers(
@@ -257,6 +273,23 @@ def explain_plan(
             "refused": exc.body()["error"],
         }
     return {"candidates": list(route.candidates), "signals": summary, **plan.explain()}
+
+
+def _tenant_defaults(
+    policy: Policy, tenant: str, route: str, headers: Mapping[str, str]
+) -> Mapping[str, str]:
+    """A tenant's allowed routes and default signals; the request's own headers win over defaults."""
+    spec = policy.tenants.get(tenant)
+    if spec is None:
+        return headers
+    if spec.routes is not None and route not in spec.routes:
+        raise PolicyDenied(f"tenant {tenant!r} may not use route {route!r}", code="route_not_allowed")
+    merged = dict(headers)
+    if spec.default_classification is not None:
+        merged.setdefault("x-data-classification", spec.default_classification.value)
+    if spec.quality is not None:
+        merged.setdefault("x-quality", spec.quality)
+    return merged
 
 
 def texts_of(modality: Modality, body: JSON) -> list[str]:

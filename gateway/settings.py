@@ -15,6 +15,7 @@ class Settings:
     admin_key: str | None = field(default=None, repr=False)
     watch_policy: bool = True
     watch_interval_s: float = 1.0
+    keys_refresh_s: float = 2.0
 
     @classmethod
     def from_env(cls) -> Settings:

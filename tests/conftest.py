@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -126,9 +126,14 @@ HarnessFactory = Callable[..., contextlib.AbstractAsyncContextManager[Harness]]
 def make_harness(tmp_path: Path) -> HarnessFactory:
     @contextlib.asynccontextmanager
     async def factory(
-        policy_text: str, *, policy_file: Path | None = None, today: dt.date | None = None, **settings: Any
+        policy_text: str,
+        *,
+        policy_file: Path | None = None,
+        today: dt.date | None = None,
+        ledger: str | Path | None = None,
+        **settings: Any,
     ) -> AsyncIterator[Harness]:
-        ledger = tmp_path / "ledger.sqlite3"
+        ledger = ledger or tmp_path / "ledger.sqlite3"
         if policy_file is not None:
             policy_file.write_text(policy_text)
             app = build_app(Settings(policy_path=policy_file, ledger_path=ledger, **settings))
@@ -160,3 +165,24 @@ async def hybrid(
     text = hybrid_policy_text(vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url)
     async with make_harness(text) as h:
         yield h
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A fresh database on the PostgreSQL server deploy/services.sh started (HGW_TEST_PG_DSN)."""
+    import os
+    import uuid
+
+    import psycopg
+
+    base = os.environ.get("HGW_TEST_PG_DSN")
+    if not base:
+        pytest.skip("no PostgreSQL server: run the suite with `bash deploy/test.sh`, which starts one")
+    name = "hgw_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")

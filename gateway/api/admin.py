@@ -10,12 +10,11 @@ import hmac
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 
-from gateway.api.common import json_response, read_json, tenant_of
+from gateway.api.common import json_response, read_json
 from gateway.api.health import deployment_states
+from gateway.auth import is_loopback, tenant_from_header
 from gateway.errors import AuthenticationFailed, GatewayError, InvalidRequest, RouteNotFound
 from gateway.serving import Gateway
-
-_LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class AdminForbidden(GatewayError):
@@ -30,7 +29,7 @@ def _guard(http: HttpRequest) -> Gateway:
         given = http.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), key.encode()):
             raise AuthenticationFailed("admin endpoints need the admin key", code="invalid_admin_key")
-    elif http.client is None or http.client.host not in _LOOPBACK:
+    elif not is_loopback(http):
         raise AdminForbidden("admin endpoints answer loopback clients only when no admin key is set")
     gateway: Gateway = http.app.state.gateway
     return gateway
@@ -76,7 +75,7 @@ async def explain(http: HttpRequest) -> Response:
     if not isinstance(request, dict) or not isinstance(headers, dict):
         raise InvalidRequest('explain takes {"request": {...}, "headers": {...}}', param="request")
     lowered = {str(k).lower(): str(v) for k, v in headers.items()}
-    tenant = lowered.get("x-tenant") or tenant_of(http)
+    tenant = lowered.get("x-tenant") or tenant_from_header(http)
     return json_response(gateway.explain(request, lowered, tenant))
 
 

@@ -12,13 +12,12 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 
+from gateway.auth import authenticate
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from gateway.policy import Modality
 from gateway.serving import Gateway, Request
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-DEFAULT_TENANT = "default"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -39,18 +38,6 @@ def request_id(http: HttpRequest) -> str:
         rid = given if given and _SAFE_ID.match(given) else "req_" + uuid.uuid4().hex
         http.scope["gateway.request_id"] = rid
     return str(rid)
-
-
-def tenant_of(http: HttpRequest) -> str:
-    raw = http.headers.get("x-tenant")
-    if raw is None:
-        return DEFAULT_TENANT
-    tenant = raw.strip().lower()
-    if not _TENANT.match(tenant):
-        raise InvalidRequest(
-            "x-tenant must be 1-64 characters of a-z, 0-9, '.', '_' or '-'", param="x-tenant"
-        )
-    return tenant
 
 
 async def read_json(http: HttpRequest, limit: int) -> dict[str, Any]:
@@ -86,6 +73,7 @@ async def parse(http: HttpRequest, schema: type[BaseModel], modality: Modality) 
     received = time.perf_counter()
     gateway: Gateway = http.app.state.gateway
     rid = request_id(http)
+    caller = authenticate(http, http.app.state.keys)
     body = await read_json(http, gateway.store.current.policy.limits.max_body_bytes)
     validate(schema, body)
-    return gateway, Request(rid, modality, body, http.headers, tenant_of(http), received)
+    return gateway, Request(rid, modality, body, http.headers, caller.tenant, received, caller.key)

@@ -55,4 +55,7 @@ async def metrics(http: HttpRequest) -> Response:
         dep = gateway.store.current.policy.deployments[name]
         if dep.deprecation_date is not None:
             m.deprecation_days.labels(name).set((dep.deprecation_date - today) / dt.timedelta(days=1))
+    for tenant, scope, period, limit, remaining in gateway.admission.budgets.snapshot():
+        m.budget_limit.labels(tenant, scope, period).set(limit)
+        m.budget_remaining.labels(tenant, scope, period).set(remaining)
     return Response(m.exposition(), media_type=CONTENT_TYPE)
