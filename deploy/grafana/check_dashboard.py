@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -74,29 +75,10 @@ def check_dashboard(path: Path, schema_path: Path, promtool: str) -> list[str]:
         errors.append(f"{path}: schema: /{'/'.join(map(str, err.absolute_path))}: {err.message}")
     if errors:
         return errors
-    panels = dash["panels"]
-    ids = [p["id"] for p in panels]
-    if len(ids) != len(set(ids)):
-        errors.append(f"{path}: duplicate panel ids")
-    cells: dict[tuple[int, int], str] = {}
-    exprs: list[tuple[str, str]] = []
-    for p in panels:
-        g = p["gridPos"]
-        if g["x"] + g["w"] > 24:
-            errors.append(f"{path}: panel {p['title']!r} runs past column 24")
-        for x in range(g["x"], g["x"] + g["w"]):
-            for y in range(g["y"], g["y"] + g["h"]):
-                if (x, y) in cells:
-                    errors.append(f"{path}: panel {p['title']!r} overlaps {cells[(x, y)]!r}")
-                    break
-                cells[(x, y)] = p["title"]
-            else:
-                continue
-            break
-        refs = [t["refId"] for t in p.get("targets", [])]
-        if len(refs) != len(set(refs)):
-            errors.append(f"{path}: panel {p['title']!r} repeats a refId")
-        exprs += [(f"panel {p['id']} {t['refId']}", t["expr"]) for t in p.get("targets", [])]
+    errors += check_layout(path, dash["panels"])
+    exprs = [
+        (f"panel {p['id']} {t['refId']}", t["expr"]) for p in dash["panels"] for t in p.get("targets", [])
+    ]
     variables = {v["name"] for v in dash["templating"]["list"]}
     for where, expr in exprs:
         for used in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expr):
@@ -112,16 +94,41 @@ def check_dashboard(path: Path, schema_path: Path, promtool: str) -> list[str]:
     return errors
 
 
+def check_layout(path: Path, panels: list[dict[str, Any]]) -> list[str]:
+    """Unique ids and refIds; every panel inside the 24-column grid, none overlapping another."""
+    errors: list[str] = []
+    ids = [p["id"] for p in panels]
+    if len(ids) != len(set(ids)):
+        errors.append(f"{path}: duplicate panel ids")
+    cells: dict[tuple[int, int], str] = {}
+    for p in panels:
+        g = p["gridPos"]
+        if g["x"] + g["w"] > 24:
+            errors.append(f"{path}: panel {p['title']!r} runs past column 24")
+        mine = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        clash = sorted({cells[c] for c in mine if c in cells})
+        if clash:
+            errors.append(f"{path}: panel {p['title']!r} overlaps {', '.join(map(repr, clash))}")
+        cells.update(dict.fromkeys(mine, p["title"]))
+        refs = [t["refId"] for t in p.get("targets", [])]
+        if len(refs) != len(set(refs)):
+            errors.append(f"{path}: panel {p['title']!r} repeats a refId")
+    return errors
+
+
 def promtool_parse(exprs: list[tuple[str, str]], promtool: str) -> list[str]:
     rules = []
     for i, (where, expr) in enumerate(exprs):
+        promql = expr
         for var, value in VARIABLES.items():
-            expr = expr.replace(var, value)
-        rules.append({"record": f"dashboard_check:expr_{i}", "expr": expr, "labels": {"where": where}})
+            promql = promql.replace(var, value)
+        rules.append({"record": f"dashboard_check:expr_{i}", "expr": promql, "labels": {"where": where}})
     with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as f:
         yaml.safe_dump({"groups": [{"name": "dashboard-exprs", "rules": rules}]}, f)
     try:
-        out = subprocess.run([promtool, "check", "rules", f.name], capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [promtool, "check", "rules", f.name], capture_output=True, text=True, check=False
+        )
     finally:
         Path(f.name).unlink()
     if out.returncode != 0:
@@ -169,7 +176,9 @@ def check_provisioning(root: Path, dashboard: Path) -> list[str]:
     default = next((v for v in dash["templating"]["list"] if v["type"] == "datasource"), None)
     uids = {s.get("uid") for s in sources}
     if default is None or default.get("current", {}).get("value") not in uids:
-        errors.append(f"{dashboard}: the datasource variable does not default to a provisioned datasource uid")
+        errors.append(
+            f"{dashboard}: the datasource variable does not default to a provisioned datasource uid"
+        )
     return errors
 
 
@@ -184,7 +193,9 @@ def main() -> int:
     here = Path(__file__).resolve().parent
     errors: list[str] = []
     if args.dashboard:
-        errors += check_dashboard(args.dashboard, args.schema or here / "dashboard.schema.json", args.promtool)
+        errors += check_dashboard(
+            args.dashboard, args.schema or here / "dashboard.schema.json", args.promtool
+        )
     if args.alerts:
         errors += check_alerts(args.alerts)
     if args.provisioning:
