@@ -157,8 +157,10 @@ def _table(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
-def _report(table: str, requests: int) -> str:
+def _report(table: str, requests: int, load_before: tuple[float, float, float]) -> str:
     import torch
+
+    load_after = os.getloadavg()
 
     today = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""# Local backend benchmark
@@ -166,6 +168,8 @@ def _report(table: str, requests: int) -> str:
 `python bench/local_backend_bench.py` on {today}.
 
 - Machine: {os.cpu_count()} CPUs (nproc), {_cpu_model()}, no GPU; Python {platform.python_version()}, torch {torch.__version__}.
+- Load average (1 min) before / after the run: {load_before[0]:.2f} / {load_after[0]:.2f}; other work on the
+  machine at the same time inflates latencies, so compare rows of one run rather than runs.
 - Model: tiny random-weight Stable Diffusion pipeline (`local_backend.testing.write_tiny_image_pipeline`),
   32x32, 2 steps, CPU fp32, loaded through `AutoPipelineForText2Image`.
 - Server: the real app under uvicorn on 127.0.0.1, in the same process as the httpx client.
@@ -192,6 +196,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     requests = 4 if args.smoke else args.requests
+    load_before = os.getloadavg()
 
     from local_backend.testing import write_tiny_image_pipeline
 
@@ -204,7 +209,7 @@ def main() -> int:
     print(table)
     output = args.output or (None if args.smoke else RESULTS_PATH)
     if output is not None:
-        output.write_text(_report(table, requests), encoding="utf-8")
+        output.write_text(_report(table, requests, load_before), encoding="utf-8")
         print(f"recorded in {output}")
     return 0
 

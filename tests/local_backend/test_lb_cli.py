@@ -100,3 +100,15 @@ def test_console_script_checks_the_packaged_config() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "3 models OK" in result.stdout
+
+
+def test_server_modules_import_no_ml_library() -> None:
+    code = (
+        "import sys, local_backend.app, local_backend.cli; "
+        "heavy = [name for name in ('torch', 'diffusers', 'transformers', 'sentence_transformers') if name in sys.modules]; "
+        "print(heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]"
