@@ -47,7 +47,7 @@ def enrich_deployment(dep: Deployment, spec: ProviderSpec) -> Deployment:
 
 
 def enrich(policy: Policy, *, today: dt.date | None = None) -> Policy:
-    """A copy of `policy` with prices and deprecation dates filled from the map; logs what is already retired."""
+    """A copy of `policy` with prices and deprecation dates filled from the map; logs what is retired."""
     deployments = {
         name: enrich_deployment(dep, policy.providers[dep.provider])
         if dep.provider in policy.providers

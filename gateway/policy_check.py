@@ -8,7 +8,6 @@ from gateway.policy import Modality, Policy
 from gateway.pricing import unpriced
 from gateway.providers_env import missing_keys
 
-
 # Provider kinds that serve only some modalities; a deployment of another modality would fail every call.
 SERVED_MODALITIES: dict[str, frozenset[Modality]] = {
     "litellm": frozenset({Modality.CHAT, Modality.EMBEDDING}),
@@ -25,7 +24,9 @@ def unserved(policy: Policy) -> list[str]:
         served = SERVED_MODALITIES.get(kind)
         if served is not None and dep.modality not in served:
             can = ", ".join(sorted(served))
-            found.append(f"deployment {name!r} is a {dep.modality} deployment, but provider kind {kind!r} serves {can}")
+            found.append(
+                f"deployment {name!r} is a {dep.modality} deployment, but provider kind {kind!r} serves {can}"
+            )
     return found
 
 

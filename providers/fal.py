@@ -73,16 +73,22 @@ def fal_arguments(body: JSON, defaults: JSON) -> JSON:
 def map_fal_error(exc: Exception, name: str, timeout_s: float, secret: str | None) -> UpstreamError:
     """The UpstreamError for a fal-client or httpx exception, most specific first."""
     if isinstance(exc, (fal_client.FalClientTimeoutError, TimeoutError)):
-        return UpstreamError(ErrorKind.TIMEOUT, f"{name}: no result within {timeout_s:.1f}s (request cancelled)")
+        return UpstreamError(
+            ErrorKind.TIMEOUT, f"{name}: no result within {timeout_s:.1f}s (request cancelled)"
+        )
     if isinstance(exc, fal_client.FalClientHTTPError):
         status = exc.status_code
         detail = str(exc.message)
         detail = detail.replace(secret, "[redacted]") if secret else detail
-        text = f"{name}: HTTP {status}" + (f" {exc.error_type}" if exc.error_type else "") + f": {detail[:300]}"
+        text = (
+            f"{name}: HTTP {status}" + (f" {exc.error_type}" if exc.error_type else "") + f": {detail[:300]}"
+        )
         lowered = f"{exc.error_type or ''} {detail}".lower()
         if status == 429:
             headers = {k.lower(): v for k, v in exc.response_headers.items()}
-            return UpstreamError(ErrorKind.RATE_LIMITED, text, status=status, retry_after=parse_retry_after(headers))
+            return UpstreamError(
+                ErrorKind.RATE_LIMITED, text, status=status, retry_after=parse_retry_after(headers)
+            )
         if status in (404, 410):
             return UpstreamError(ErrorKind.RETIRED, text, status=status)  # fal has no such app (any more)
         if status in (401, 403):
@@ -113,7 +119,9 @@ class FalProvider:
 
     def _fal(self) -> fal_client.AsyncClient:
         if not self._key:
-            raise UpstreamError(ErrorKind.AUTH, f"{self.name}: env var {self.spec.api_key_env or 'FAL_KEY'} is not set")
+            raise UpstreamError(
+                ErrorKind.AUTH, f"{self.name}: env var {self.spec.api_key_env or 'FAL_KEY'} is not set"
+            )
         if self._client is None:
             self._client = fal_client.AsyncClient(key=self._key, default_timeout=self.spec.timeout_s)
         return self._client
@@ -139,7 +147,9 @@ class FalProvider:
         flagged = result.get("has_nsfw_concepts") or []
         kept = [img for i, img in enumerate(images) if not (i < len(flagged) and flagged[i])]
         if not kept:
-            raise UpstreamError(ErrorKind.CONTENT_POLICY, f"{self.name}: fal's safety checker blanked every image")
+            raise UpstreamError(
+                ErrorKind.CONTENT_POLICY, f"{self.name}: fal's safety checker blanked every image"
+            )
         # Every generated image is billed, including the ones the safety checker blanked.
         usage = Usage(images=len(images), megapixels=sum(_megapixels(img) for img in images))
         want_b64 = body.get("response_format") == "b64_json"
@@ -179,13 +189,17 @@ class FalProvider:
             resp = await self._fetcher().get(url, timeout=ctx.timeout_s)
             resp.raise_for_status()
         except httpx.HTTPError as exc:
-            raise UpstreamError(ErrorKind.TRANSIENT, f"{self.name}: could not fetch the generated image") from exc
+            raise UpstreamError(
+                ErrorKind.TRANSIENT, f"{self.name}: could not fetch the generated image"
+            ) from exc
         return {"b64_json": base64.b64encode(resp.content).decode()}
 
     async def chat(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:
         raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the fal provider serves images only")
 
-    async def stream_chat(self, deployment: Deployment, body: JSON, ctx: CallContext) -> AsyncIterator[StreamChunk]:
+    async def stream_chat(
+        self, deployment: Deployment, body: JSON, ctx: CallContext
+    ) -> AsyncIterator[StreamChunk]:
         raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the fal provider serves images only")
         yield  # pragma: no cover  (makes this an async generator)
 
@@ -205,6 +219,10 @@ class FalProvider:
 
 
 def _megapixels(image: Any) -> float:
-    if isinstance(image, dict) and isinstance(image.get("width"), int) and isinstance(image.get("height"), int):
+    if (
+        isinstance(image, dict)
+        and isinstance(image.get("width"), int)
+        and isinstance(image.get("height"), int)
+    ):
         return float(image["width"] * image["height"]) / 1e6
     return 0.0

@@ -33,8 +33,12 @@ from providers.errors import parse_retry_after, usage_from
 if TYPE_CHECKING:
     from gateway.policy import Deployment, ProviderSpec
 
-_litellm: ModuleType | None = None
-_import_lock: asyncio.Lock | None = None
+
+class _Loaded:
+    """litellm once imported, and the lock that keeps concurrent first calls to one import."""
+
+    module: ModuleType | None = None
+    lock: asyncio.Lock | None = None
 
 
 def import_litellm() -> ModuleType:
@@ -42,61 +46,72 @@ def import_litellm() -> ModuleType:
     # The packaged price map only: litellm otherwise downloads one on import, retrying for seconds offline.
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     module = importlib.import_module("litellm")
-    module.suppress_debug_info = True
-    module.telemetry = False
-    module.num_retries = 0
+    # Module-level switches (mypy sees a plain ModuleType): no banner, no telemetry, no retries of its own.
+    for setting, value in (("suppress_debug_info", True), ("telemetry", False), ("num_retries", 0)):
+        setattr(module, setting, value)
     return module
 
 
 async def load_litellm() -> ModuleType:
     """litellm, imported once per process in a worker thread so the event loop keeps serving meanwhile."""
-    global _litellm, _import_lock
-    if _litellm is None:
-        if _import_lock is None:
-            _import_lock = asyncio.Lock()
-        async with _import_lock:
-            if _litellm is None:
-                _litellm = await asyncio.to_thread(import_litellm)
-    return _litellm
+    if _Loaded.module is None:
+        if _Loaded.lock is None:
+            _Loaded.lock = asyncio.Lock()
+        async with _Loaded.lock:
+            if _Loaded.module is None:
+                _Loaded.module = await asyncio.to_thread(import_litellm)
+    return _Loaded.module
+
+
+def _kind_by_class(exc: Exception, litellm: ModuleType) -> ErrorKind | None:
+    """The kind litellm's exception class says, most specific first (its classes subclass openai's)."""
+    table: list[tuple[tuple[type[BaseException], ...], ErrorKind]] = [
+        ((litellm.ContextWindowExceededError,), ErrorKind.CONTEXT_TOO_LONG),
+        ((litellm.ContentPolicyViolationError,), ErrorKind.CONTENT_POLICY),
+        # NotFoundError: the vendor does not know the model (retired, or never existed).
+        ((litellm.NotFoundError,), ErrorKind.RETIRED),
+        ((litellm.AuthenticationError, litellm.PermissionDeniedError), ErrorKind.AUTH),
+        ((litellm.RateLimitError,), ErrorKind.RATE_LIMITED),
+        ((litellm.Timeout,), ErrorKind.TIMEOUT),
+        ((litellm.APIConnectionError,), ErrorKind.TRANSIENT),
+        (
+            (litellm.ServiceUnavailableError, litellm.InternalServerError, litellm.BadGatewayError),
+            ErrorKind.TRANSIENT,
+        ),
+        ((litellm.BadRequestError, litellm.UnprocessableEntityError), ErrorKind.BAD_REQUEST),
+    ]
+    for classes, kind in table:
+        if isinstance(exc, classes):
+            return kind
+    return None
+
+
+def _kind_by_status(exc: Exception, status: int | None) -> ErrorKind:
+    if status == 410:
+        return ErrorKind.RETIRED
+    if status in (401, 403):
+        return ErrorKind.AUTH
+    if isinstance(exc, TimeoutError) or status in (408, 504):
+        return ErrorKind.TIMEOUT
+    if status is not None and 400 <= status < 500 and status != 409:
+        return ErrorKind.BAD_REQUEST
+    return ErrorKind.TRANSIENT
 
 
 def map_litellm_error(
     exc: Exception, litellm: ModuleType, name: str, timeout_s: float, secret: str | None
 ) -> UpstreamError:
-    """The UpstreamError for a litellm exception, most specific class first."""
-    text = f"{name}: {_redact(str(exc), secret)[:500]}"
+    """The UpstreamError for a litellm exception: by class first, by HTTP status for anything else."""
     status = getattr(exc, "status_code", None)
     status = status if isinstance(status, int) else None
-    if isinstance(exc, litellm.ContextWindowExceededError):
-        return UpstreamError(ErrorKind.CONTEXT_TOO_LONG, text, status=status)
-    if isinstance(exc, litellm.ContentPolicyViolationError):
-        return UpstreamError(ErrorKind.CONTENT_POLICY, text, status=status)
-    if isinstance(exc, litellm.NotFoundError):
-        # litellm raises it when the vendor does not know the model: retired, or never existed.
-        return UpstreamError(ErrorKind.RETIRED, text, status=status)
-    if isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)):
-        return UpstreamError(ErrorKind.AUTH, text, status=status)
-    if isinstance(exc, litellm.RateLimitError):
-        if "insufficient_quota" in str(exc):
-            return UpstreamError(ErrorKind.AUTH, text, status=status)
-        return UpstreamError(ErrorKind.RATE_LIMITED, text, status=status, retry_after=_retry_after(exc))
-    if isinstance(exc, litellm.Timeout):
-        return UpstreamError(ErrorKind.TIMEOUT, f"{name}: no answer within {timeout_s:.1f}s", status=status)
-    if isinstance(exc, litellm.APIConnectionError):
-        return UpstreamError(ErrorKind.TRANSIENT, text, status=status)
-    if isinstance(exc, (litellm.ServiceUnavailableError, litellm.InternalServerError, litellm.BadGatewayError)):
-        return UpstreamError(ErrorKind.TRANSIENT, text, status=status, retry_after=_retry_after(exc))
-    if isinstance(exc, (litellm.BadRequestError, litellm.UnprocessableEntityError)):
-        return UpstreamError(ErrorKind.BAD_REQUEST, text, status=status)
-    if status == 410:
-        return UpstreamError(ErrorKind.RETIRED, text, status=status)
-    if status in (401, 403):
-        return UpstreamError(ErrorKind.AUTH, text, status=status)
-    if isinstance(exc, TimeoutError):
-        return UpstreamError(ErrorKind.TIMEOUT, f"{name}: no answer within {timeout_s:.1f}s")
-    if status is not None and 400 <= status < 500 and status not in (408, 409):
-        return UpstreamError(ErrorKind.BAD_REQUEST, text, status=status)
-    return UpstreamError(ErrorKind.TRANSIENT, text, status=status)
+    kind = _kind_by_class(exc, litellm) or _kind_by_status(exc, status)
+    if kind is ErrorKind.RATE_LIMITED and "insufficient_quota" in str(exc):
+        kind = ErrorKind.AUTH  # out of credit: retrying will not help
+    if kind is ErrorKind.TIMEOUT:
+        return UpstreamError(kind, f"{name}: no answer within {timeout_s:.1f}s", status=status)
+    text = f"{name}: {_redact(str(exc), secret)[:500]}"
+    retry_after = _retry_after(exc) if kind in (ErrorKind.RATE_LIMITED, ErrorKind.TRANSIENT) else None
+    return UpstreamError(kind, text, status=status, retry_after=retry_after)
 
 
 def _retry_after(exc: Exception) -> float | None:
@@ -192,8 +207,8 @@ class LiteLLMProvider:
     async def images(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:
         raise UpstreamError(
             ErrorKind.BAD_REQUEST,
-            f"{self.name}: the litellm provider serves chat and embeddings; use kind openai, fal or replicate "
-            "for images",
+            f"{self.name}: the litellm provider serves chat and embeddings; "
+            "use kind openai, fal or replicate for images",
         )
 
     async def embeddings(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:

@@ -58,7 +58,9 @@ def map_openai_error(exc: Exception, name: str, timeout_s: float, secret: str | 
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamError(ErrorKind.TIMEOUT, f"{name}: stream stalled for {timeout_s:.1f}s")
     # openai.APIError without a status (an `error` event inside a stream), httpx transport errors.
-    return UpstreamError(ErrorKind.TRANSIENT, f"{name}: {type(exc).__name__}: {redact(str(exc), secret)[:300]}")
+    return UpstreamError(
+        ErrorKind.TRANSIENT, f"{name}: {type(exc).__name__}: {redact(str(exc), secret)[:300]}"
+    )
 
 
 def split_body(body: JSON, drop: tuple[str, ...] = ()) -> JSON:
@@ -84,9 +86,7 @@ class OpenAIProvider:
             )
         if self._client is None:
             http = httpx.AsyncClient(
-                limits=httpx.Limits(
-                    max_connections=self.spec.max_connections, max_keepalive_connections=100
-                ),
+                limits=httpx.Limits(max_connections=self.spec.max_connections, max_keepalive_connections=100),
                 timeout=httpx.Timeout(self.spec.timeout_s, connect=self.spec.connect_timeout_s),
             )
             self._client = openai.AsyncOpenAI(
@@ -100,7 +100,10 @@ class OpenAIProvider:
         return self._client
 
     def _request_options(self, ctx: CallContext) -> dict[str, Any]:
-        return {"timeout": ctx.timeout_s, "extra_headers": {"x-request-id": ctx.request_id, **ctx.extra_headers}}
+        return {
+            "timeout": ctx.timeout_s,
+            "extra_headers": {"x-request-id": ctx.request_id, **ctx.extra_headers},
+        }
 
     def _error(self, exc: Exception, ctx: CallContext) -> UpstreamError:
         return map_openai_error(exc, self.name, ctx.timeout_s, self._key)

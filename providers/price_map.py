@@ -81,8 +81,9 @@ def key_variants(model: str, kind: str) -> list[str]:
         keys.append(f"fal_ai/{model}")
     elif kind == "replicate":
         keys.append(f"replicate/{model}")
-    elif kind == "litellm" and "/" in model:
-        # `anthropic/claude-sonnet-4-5` is filed as `claude-sonnet-4-5`; `gemini/...` under both spellings.
+    elif "/" in model:
+        # litellm's (and OpenRouter-style) `anthropic/claude-sonnet-4-5` is filed as `claude-sonnet-4-5`;
+        # `gemini/...` under both spellings. (fal and Replicate ids start with an owner, not a vendor.)
         keys.append(model.split("/", 1)[1])
     return list(dict.fromkeys(keys))
 

@@ -31,8 +31,8 @@ import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
-import replicate
 import replicate.client
+import replicate.exceptions
 from replicate.exceptions import ModelError, ReplicateError
 from replicate.helpers import FileOutput
 
@@ -45,7 +45,14 @@ if TYPE_CHECKING:
     from gateway.policy import Deployment, ProviderSpec
 
 _ASPECT_RATIOS = frozenset({"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"})
-_PASSTHROUGH = ("seed", "num_inference_steps", "output_format", "go_fast", "guidance", "disable_safety_checker")
+_PASSTHROUGH = (
+    "seed",
+    "num_inference_steps",
+    "output_format",
+    "go_fast",
+    "guidance",
+    "disable_safety_checker",
+)
 _CONTENT_POLICY_WORDS = ("nsfw", "content policy", "flagged", "sensitive")
 # Replicate's 429 problem detail: "Request was throttled. Expected available in 3 seconds."
 _THROTTLE = re.compile(r"available in (\d+(?:\.\d+)?) second")
@@ -123,14 +130,14 @@ class ReplicateProvider:
         defaults = spec.options.get("input") or {}
         self._defaults: JSON = dict(defaults) if isinstance(defaults, dict) else {}
         self._poll_interval = float(spec.options.get("poll_interval_s", 0.5))
-        self._client: replicate.Client | None = None
+        self._client: replicate.client.Client | None = None
 
-    def _replicate(self) -> replicate.Client:
+    def _replicate(self) -> replicate.client.Client:
         if not self._key:
             env = self.spec.api_key_env or "REPLICATE_API_TOKEN"
             raise UpstreamError(ErrorKind.AUTH, f"{self.name}: env var {env} is not set")
         if self._client is None:
-            client = replicate.Client(
+            client = replicate.client.Client(
                 api_token=self._key,
                 base_url=self.spec.base_url,
                 timeout=httpx.Timeout(self.spec.timeout_s, connect=self.spec.connect_timeout_s),
@@ -153,7 +160,9 @@ class ReplicateProvider:
                 output: Any = await client.async_run(deployment.model, input=arguments, wait=wait)
                 outputs = output if isinstance(output, list) else [output]
                 if not outputs or any(not isinstance(o, (FileOutput, str)) for o in outputs):
-                    raise UpstreamError(ErrorKind.TRANSIENT, f"{self.name}: the model answered without images")
+                    raise UpstreamError(
+                        ErrorKind.TRANSIENT, f"{self.name}: the model answered without images"
+                    )
                 want_b64 = body.get("response_format") == "b64_json"
                 data = [await self._item(o, want_b64) for o in outputs]
         except UpstreamError:
@@ -179,7 +188,9 @@ class ReplicateProvider:
     async def chat(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:
         raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the replicate provider serves images only")
 
-    async def stream_chat(self, deployment: Deployment, body: JSON, ctx: CallContext) -> AsyncIterator[StreamChunk]:
+    async def stream_chat(
+        self, deployment: Deployment, body: JSON, ctx: CallContext
+    ) -> AsyncIterator[StreamChunk]:
         raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the replicate provider serves images only")
         yield  # pragma: no cover  (makes this an async generator)
 

@@ -69,7 +69,9 @@ class FakeAnthropic:
             await self._runner.cleanup()
             self._runner = None
 
-    def _error(self, status: int, code: str | None, model: str, retry_after: str | None = None) -> web.Response:
+    def _error(
+        self, status: int, code: str | None, model: str, retry_after: str | None = None
+    ) -> web.Response:
         message = _MESSAGES.get(code or "", f"fake anthropic says {status}").format(model=model)
         body = {"type": "error", "error": {"type": _ERROR_TYPES.get(status, "api_error"), "message": message}}
         headers = {"request-id": "req_fake"}
@@ -106,29 +108,53 @@ class FakeAnthropic:
         }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
-    async def _stream(self, request: web.Request, model: str, words: list[str], fault: Fault) -> web.StreamResponse:
+    async def _stream(
+        self, request: web.Request, model: str, words: list[str], fault: Fault
+    ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
 
         async def event(name: str, data: dict[str, Any]) -> None:
             await resp.write(f"event: {name}\n".encode() + b"data: " + orjson.dumps(data) + b"\n\n")
 
-        await event("message_start", {"type": "message_start", "message": {
-            "id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 1}}})
-        await event("content_block_start", {"type": "content_block_start", "index": 0,
-                                             "content_block": {"type": "text", "text": ""}})
+        await event(
+            "message_start",
+            {
+                "type": "message_start",
+                "message": {
+                    "id": "msg_fake",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 12, "output_tokens": 1},
+                },
+            },
+        )
+        await event(
+            "content_block_start",
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        )
         for i, word in enumerate(words):
             if fault.kind == "cut" and i >= fault.after_chunks:
                 assert request.transport is not None
                 request.transport.abort()
                 return resp
-            await event("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                                "delta": {"type": "text_delta", "text": word}})
+            await event(
+                "content_block_delta",
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+            )
         await event("content_block_stop", {"type": "content_block_stop", "index": 0})
-        await event("message_delta", {"type": "message_delta",
-                                      "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                                      "usage": {"output_tokens": len(words)}})
+        await event(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": len(words)},
+            },
+        )
         await event("message_stop", {"type": "message_stop"})
         await resp.write_eof()
         return resp

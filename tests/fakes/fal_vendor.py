@@ -84,7 +84,10 @@ class FakeFal:
     @staticmethod
     def _detail(status: int, detail: Any, headers: dict[str, str] | None = None) -> web.Response:
         return web.Response(
-            body=orjson.dumps({"detail": detail}), status=status, content_type="application/json", headers=headers
+            body=orjson.dumps({"detail": detail}),
+            status=status,
+            content_type="application/json",
+            headers=headers,
         )
 
     async def _submit(self, request: web.Request) -> web.Response:
@@ -99,15 +102,22 @@ class FakeFal:
             if fault.status == 404:
                 return self._detail(404, f"Application '{app}' not found")
             headers = {"retry-after": fault.retry_after} if fault.retry_after else {}
-            return self._detail(fault.status, f"fake fal says {fault.status}", {**headers, "x-fal-request-id": "r"})
+            return self._detail(
+                fault.status, f"fake fal says {fault.status}", {**headers, "x-fal-request-id": "r"}
+            )
         request_id = uuid.uuid4().hex
         self._jobs[request_id] = _Job(app, body, fault, time.monotonic())
         owner, alias = app.split("/")[:2]
         base = f"{self.base_url}/{owner}/{alias}/requests/{request_id}"
-        return web.json_response({
-            "request_id": request_id, "response_url": base, "status_url": base + "/status",
-            "cancel_url": base + "/cancel", "queue_position": 0,
-        })
+        return web.json_response(
+            {
+                "request_id": request_id,
+                "response_url": base,
+                "status_url": base + "/status",
+                "cancel_url": base + "/cancel",
+                "queue_position": 0,
+            }
+        )
 
     async def _status(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
@@ -130,8 +140,13 @@ class FakeFal:
         if job is None:
             return self._detail(404, "Request not found")
         if job.fault.kind == "status":  # the 422 content-policy refusal arrives with the result
-            detail = [{"loc": ["body", "prompt"], "type": "content_policy_violation",
-                       "msg": "The content could not be processed because it contained material flagged by a content checker."}]
+            detail = [
+                {
+                    "loc": ["body", "prompt"],
+                    "type": "content_policy_violation",
+                    "msg": "The content could not be processed because it contained material flagged by a content checker.",
+                }
+            ]
             return self._detail(422, detail, {"x-fal-error-type": "content_policy_violation"})
         args = job.arguments
         size = args.get("image_size")
@@ -139,14 +154,28 @@ class FakeFal:
         n = int(args.get("num_images") or 1)
         if args.get("sync_mode"):
             url = "data:image/png;base64," + base64.b64encode(PNG_1X1).decode()
-            images = [{"url": url, "width": width, "height": height, "content_type": "image/png"} for _ in range(n)]
+            images = [
+                {"url": url, "width": width, "height": height, "content_type": "image/png"} for _ in range(n)
+            ]
         else:
-            images = [{"url": f"{self.base_url}/files/{request.match_info['id']}-{i}.png", "width": width,
-                       "height": height, "content_type": "image/png"} for i in range(n)]
-        return web.json_response({
-            "images": images, "seed": int(args.get("seed") or 42), "prompt": args.get("prompt"),
-            "timings": {"inference": 0.01}, "has_nsfw_concepts": [job.fault.kind == "nsfw"] * n,
-        })
+            images = [
+                {
+                    "url": f"{self.base_url}/files/{request.match_info['id']}-{i}.png",
+                    "width": width,
+                    "height": height,
+                    "content_type": "image/png",
+                }
+                for i in range(n)
+            ]
+        return web.json_response(
+            {
+                "images": images,
+                "seed": int(args.get("seed") or 42),
+                "prompt": args.get("prompt"),
+                "timings": {"inference": 0.01},
+                "has_nsfw_concepts": [job.fault.kind == "nsfw"] * n,
+            }
+        )
 
     async def _file(self, request: web.Request) -> web.Response:
         return web.Response(body=PNG_1X1, content_type="image/png")

@@ -88,18 +88,32 @@ class FakeReplicate:
         if fault.kind == "status":
             if fault.status == 429:
                 seconds = fault.retry_after or "1"
-                return self._problem(429, "Request was throttled",
-                                     f"Request was throttled. Expected available in {seconds} seconds.",
-                                     {"retry-after": seconds})
+                return self._problem(
+                    429,
+                    "Request was throttled",
+                    f"Request was throttled. Expected available in {seconds} seconds.",
+                    {"retry-after": seconds},
+                )
             if fault.status == 404:
                 return self._problem(404, "Not found", "The requested resource could not be found.")
             return self._problem(fault.status, "Internal server error", f"fake replicate says {fault.status}")
         pid = uuid.uuid4().hex[:12]
         inputs = body.get("input") or {}
         data = {
-            "id": pid, "model": model, "version": "fakeversion", "input": inputs, "logs": "", "output": None,
-            "error": None, "status": "starting", "created_at": "2026-11-22T00:00:00Z", "metrics": {},
-            "urls": {"get": f"{self.base_url}/v1/predictions/{pid}", "cancel": f"{self.base_url}/v1/predictions/{pid}/cancel"},
+            "id": pid,
+            "model": model,
+            "version": "fakeversion",
+            "input": inputs,
+            "logs": "",
+            "output": None,
+            "error": None,
+            "status": "starting",
+            "created_at": "2026-11-22T00:00:00Z",
+            "metrics": {},
+            "urls": {
+                "get": f"{self.base_url}/v1/predictions/{pid}",
+                "cancel": f"{self.base_url}/v1/predictions/{pid}/cancel",
+            },
         }
         prediction = _Prediction(data, fault, time.monotonic())
         self._predictions[pid] = prediction
@@ -113,11 +127,17 @@ class FakeReplicate:
             data["status"] = "processing" if polled else "starting"
             return
         if fault.kind == "nsfw":
-            data.update(status="failed", error="NSFW content detected. Try running it again, or try a different prompt.")
+            data.update(
+                status="failed",
+                error="NSFW content detected. Try running it again, or try a different prompt.",
+            )
             return
         n = int(data["input"].get("num_outputs") or 1)
-        data.update(status="succeeded", metrics={"predict_time": 0.01},
-                    output=[f"{self.base_url}/files/{data['id']}-{i}.png" for i in range(n)])
+        data.update(
+            status="succeeded",
+            metrics={"predict_time": 0.01},
+            output=[f"{self.base_url}/files/{data['id']}-{i}.png" for i in range(n)],
+        )
 
     async def _get(self, request: web.Request) -> web.Response:
         if not self._authorized(request):

@@ -7,6 +7,12 @@ from typing import Any
 
 import pytest
 
+from providers.litellm_provider import import_litellm
+from tests.fakes.anthropic_vendor import FakeAnthropic
+from tests.fakes.fal_vendor import FakeFal
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
+from tests.fakes.replicate_vendor import FakeReplicate
+
 # First: prepares TLS and fal-client's hosts before anything imports fal_client.
 from tests.providers.vendors import (
     FAL_SOCKET,
@@ -16,13 +22,6 @@ from tests.providers.vendors import (
     openai_faults,
     server_ssl_context,
 )
-
-from providers.litellm_provider import import_litellm  # noqa: E402, I001
-from tests.fakes.anthropic_vendor import FakeAnthropic  # noqa: E402
-from tests.fakes.fal_vendor import FakeFal  # noqa: E402
-from tests.fakes.openai_upstream import Fault, FakeOpenAI  # noqa: E402
-from tests.fakes.replicate_vendor import FakeReplicate  # noqa: E402
-
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,8 +73,16 @@ async def vendor_case(request: pytest.FixtureRequest, key_env: None) -> AsyncIte
         fake = FakeReplicate(server_ssl_context(), token=GOOD_KEY)
         base = await fake.start()
         faults = {**openai_faults(), "content_policy": Fault("nsfw")}
-        case = VendorCase(kind, "image", "black-forest-labs/flux-schnell", fake, base,
-                          options={"poll_interval_s": 0.05}, faults=faults, price={"per_image": 0.003})
+        case = VendorCase(
+            kind,
+            "image",
+            "black-forest-labs/flux-schnell",
+            fake,
+            base,
+            options={"poll_interval_s": 0.05},
+            faults=faults,
+            price={"per_image": 0.003},
+        )
     else:  # pragma: no cover
         raise ValueError(kind)
     yield case

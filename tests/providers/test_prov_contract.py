@@ -63,7 +63,9 @@ async def test_stream_cut_midway_never_looks_complete(vendor_case: VendorCase) -
     try:
         with pytest.raises(UpstreamError) as caught:
             async for _ in provider.stream_chat(
-                vendor_case.deployment(), {"messages": [{"role": "user", "content": "hi"}]}, CallContext("r", 2.0)
+                vendor_case.deployment(),
+                {"messages": [{"role": "user", "content": "hi"}]},
+                CallContext("r", 2.0),
             ):
                 seen += 1
     finally:
@@ -97,7 +99,9 @@ async def test_failure_maps_to_the_same_error_kind(
         assert isinstance(error.__cause__, Exception)
 
 
-async def test_missing_key_fails_the_call_not_the_start(vendor_case: VendorCase, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_missing_key_fails_the_call_not_the_start(
+    vendor_case: VendorCase, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv(KEY_ENV)
     provider = vendor_case.provider()  # constructing never fails
     try:

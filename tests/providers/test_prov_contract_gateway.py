@@ -33,7 +33,9 @@ async def _ask(harness: Harness, case: VendorCase) -> Any:
         return await harness.client.chat.completions.with_raw_response.create(
             model="main", messages=[{"role": "user", "content": "hello"}]
         )
-    return await harness.client.images.with_raw_response.generate(model="main", prompt="a red fox", size="1024x768")
+    return await harness.client.images.with_raw_response.generate(
+        model="main", prompt="a red fox", size="1024x768"
+    )
 
 
 async def test_success_is_served_by_the_provider_and_priced(
@@ -96,14 +98,16 @@ async def test_stream_before_first_chunk_falls_back_and_after_it_relays(
     vendor_case.arm("server_error")
     async with make_harness(gateway_policy(vendor_case, backup.base_url)) as harness:
         async with harness.http.stream(
-            "POST", "/v1/chat/completions",
+            "POST",
+            "/v1/chat/completions",
             json={"model": "main", "messages": [{"role": "user", "content": "hi"}], "stream": True},
         ) as resp:
             body = (await resp.aread()).decode()
             assert resp.headers["x-gateway-deployment"] == "secondary"
         assert body.rstrip().endswith("data: [DONE]") and '"model":"backup-model"' in body
         async with harness.http.stream(
-            "POST", "/v1/chat/completions",
+            "POST",
+            "/v1/chat/completions",
             json={"model": "main", "messages": [{"role": "user", "content": "hi"}], "stream": True},
         ) as resp:
             body = (await resp.aread()).decode()

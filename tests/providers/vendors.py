@@ -35,7 +35,9 @@ os.environ["SSL_CERT_FILE"] = str(_CA_FILE)
 os.environ["FAL_RUN_HOST"] = FAL_HOST
 os.environ["FAL_QUEUE_RUN_HOST"] = FAL_HOST
 if "fal_client" in sys.modules:  # pragma: no cover - a guard for whoever reorders imports
-    raise RuntimeError("fal_client was imported before tests/providers/conftest.py could point it at the fake")
+    raise RuntimeError(
+        "fal_client was imported before tests/providers/conftest.py could point it at the fake"
+    )
 
 from gateway.errors import ErrorKind  # noqa: E402
 from gateway.policy import Deployment, ProviderSpec  # noqa: E402
@@ -95,14 +97,24 @@ class VendorCase:
 
     def spec(self) -> ProviderSpec:
         return ProviderSpec(
-            kind=self.kind, base_url=self.base_url, api_key_env=KEY_ENV, timeout_s=TIMEOUT_S, options=self.options
+            kind=self.kind,
+            base_url=self.base_url,
+            api_key_env=KEY_ENV,
+            timeout_s=TIMEOUT_S,
+            options=self.options,
         )
 
     def deployment(self) -> Deployment:
-        return Deployment.model_validate({
-            "name": "primary", "provider": "under_test", "model": self.model, "modality": self.modality,
-            "openness": "closed", "data": {"location": "vendor"},
-        })
+        return Deployment.model_validate(
+            {
+                "name": "primary",
+                "provider": "under_test",
+                "model": self.model,
+                "modality": self.modality,
+                "openness": "closed",
+                "data": {"location": "vendor"},
+            }
+        )
 
     def provider(self) -> Provider:
         return build_provider("under_test", self.spec())
