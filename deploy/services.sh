@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)/var/services
 env_file=$(pwd)/var/services.env
 PG_PORT=${HGW_TEST_PG_PORT:-54329}
+REDIS_PORT=${HGW_TEST_REDIS_PORT:-63799}
 
 need() {  # need BINARY-GLOB PACKAGE...: install the packages when the binary is missing
   if ! compgen -G "$1" >/dev/null; then
@@ -43,13 +44,42 @@ stop_postgres() {
   rm -rf "$dir"
 }
 
+start_redis() {
+  need "/usr/bin/redis-server" redis-server
+  local dir=$root/redis
+  stop_redis  # a server left by an interrupted run would hold the port
+  mkdir -p "$dir"
+  # No persistence: the data directory is thrown away at stop; --daemonize writes the pid file we stop by.
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes --daemonize yes \
+      --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/log" --save "" --appendonly no
+  for _ in $(seq 50); do  # bounded: 5 s for the server to answer
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null
+  echo "HGW_TEST_REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0" >> "$env_file"
+  # The tests stop and restart this server (outage scenarios) with the same arguments.
+  echo "HGW_TEST_REDIS_SERVER=$(command -v redis-server)" >> "$env_file"
+}
+
+stop_redis() {
+  local dir=$root/redis
+  if [ -f "$dir/redis.pid" ]; then
+    kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null || break; sleep 0.1; done
+  fi
+  rm -rf "$dir"
+}
+
 case "${1:-}" in
   start)
     mkdir -p "$root"; chmod 755 "$root" "$(dirname "$root")"; : > "$env_file"
     start_postgres
+    start_redis
     ;;
   stop)
     stop_postgres
+    stop_redis
     rm -f "$env_file"
     ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;

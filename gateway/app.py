@@ -24,8 +24,7 @@ from gateway.accounting import Accounting
 from gateway.admission import Admission
 from gateway.api import admin, chat, embeddings, health, images, models
 from gateway.api.common import error_response, json_response, request_id
-from gateway.breaker import Breakers
-from gateway.budgets import BudgetBook, seed_budgets
+from gateway.budgets import seed_budgets
 from gateway.database import Database
 from gateway.errors import GatewayError, InvalidRequest, RouteNotFound
 from gateway.fallback import FallbackRunner
@@ -35,9 +34,9 @@ from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.policy import Policy
 from gateway.policy_store import PolicyStore, ProviderBuilder
-from gateway.ratelimit import RateLimiter
 from gateway.serving import Gateway
 from gateway.settings import Settings
+from gateway.shared_state import build_shared_state
 from providers.registry import build_provider
 
 log = logging.getLogger("gateway")
@@ -77,13 +76,16 @@ def build_app(
         store = PolicyStore.from_file(settings.policy_path, metrics, provider_builder=provider_builder)
     else:
         store = PolicyStore(policy, metrics, provider_builder=provider_builder)
-    breakers = Breakers(lambda: store.current.policy.fallback.breaker)
+    shared = build_shared_state(
+        lambda: store.current.policy.fallback.breaker, settings.redis_url, settings.redis_prefix
+    )
+    breakers = shared.breakers
     db = Database(settings.ledger_path)
     ledger = Ledger(db)
     keys = KeyStore(db)
-    budgets = BudgetBook()
+    budgets = shared.budgets
     accounting = Accounting(metrics, ledger)
-    admission = Admission(budgets, RateLimiter(), metrics)
+    admission = Admission(budgets, shared.limiter, metrics)
     gateway = Gateway(store, breakers, accounting, FallbackRunner(breakers, metrics), admission)
 
     @contextlib.asynccontextmanager
@@ -91,6 +93,7 @@ def build_app(
         await asyncio.to_thread(ledger.start)
         await asyncio.to_thread(keys.refresh)
         await asyncio.to_thread(seed_budgets, db, budgets)
+        await shared.start()
         if not keys.configured():
             log.warning("no API keys configured: serving without authentication, to loopback clients only")
         key_refresher = asyncio.create_task(_refresh_keys(keys, settings.keys_refresh_s))
@@ -111,6 +114,7 @@ def build_app(
                     await watcher
             await store.aclose()
             await ledger.aclose()
+            await shared.aclose()
 
     routes = [
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),

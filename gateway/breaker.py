@@ -3,8 +3,8 @@
 A deployment opens when, within `window_s`, at least `min_requests` calls were made and the share that
 failed reaches `failure_ratio`. After `open_s` one probe is let through (half-open): success closes the
 breaker, failure opens it again. Retired deployments (404 model_not_found, 410) stay out of routing until
-an operator restores them. State lives in this process; a shared store can replace it behind the same
-methods.
+an operator restores them. State lives in this process; `gateway/shared_breakers.py` shares it between
+replicas through Redis behind the same methods, using the `_changed` hook and `apply`.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class Breakers:
                     b.events.clear()
                 else:
                     b.opened_at = now
+                self._changed(name)
             return
         cfg = self._settings()
         b.events.append((now, ok))
@@ -92,21 +93,40 @@ class Breakers:
             failures = sum(1 for _, good in b.events if not good)
             if failures / len(b.events) >= cfg.failure_ratio:
                 b.opened_at = now
+                self._changed(name)
 
     def trip(self, name: str) -> None:
         """Open at once (e.g. the provider refused the gateway's key)."""
         b = self._get(name)
         b.opened_at, b.probing = self._clock(), False
+        self._changed(name)
 
     def retire(self, name: str, reason: str) -> None:
         self._retired[name] = reason
+        self._changed(name)
 
     def restore(self, name: str) -> bool:
         self._breakers.pop(name, None)
-        return self._retired.pop(name, None) is not None
+        was_retired = self._retired.pop(name, None) is not None
+        self._changed(name)
+        return was_retired
 
     def retired(self) -> dict[str, str]:
         return dict(self._retired)
 
     def known(self) -> list[str]:
         return sorted(set(self._breakers) | set(self._retired))
+
+    def _changed(self, name: str) -> None:
+        """Called after every transition of `name` made here (not by `apply`); a shared store pushes it."""
+
+    def apply(self, name: str, state: BreakerState, age_s: float = 0.0, reason: str = "") -> None:
+        """Take a transition another replica made: OPEN `age_s` ago, CLOSED (reset) or RETIRED."""
+        if state is BreakerState.RETIRED:
+            self._retired[name] = reason
+            return
+        self._retired.pop(name, None)
+        b = self._get(name)
+        b.events.clear()
+        b.probing = False
+        b.opened_at = self._clock() - age_s if state is BreakerState.OPEN else None

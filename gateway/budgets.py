@@ -4,8 +4,8 @@ Before a request goes out its worst-case cost is *reserved* in every window that
 reservation is replaced by the real cost (settled). A request is admitted only if spent + reserved + its
 worst case fits every window, and the check and the reservation happen with no await in between, so any
 number of concurrent requests in this process can never push spend past a budget. Spend is seeded from
-the ledger at start, so a restart does not reset it. (Several processes share one budget only through a
-shared store; see README, "Scaling out".)
+the ledger at start, so a restart does not reset it. Several replicas share one budget through Redis:
+`gateway/shared_budgets.py` reserves atomically there behind `areserve`, the method admission awaits.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class Reservation:
     amount: float
     windows: list[tuple[str, str, str]] = field(default_factory=list)  # (scope, period, period_key)
     settled: bool = False
+    id: str = ""  # names the reservation in a shared store
+    shared: bool = False  # held in the shared store (else only in this process)
 
 
 class BudgetExhausted(Exception):
@@ -85,6 +87,10 @@ class BudgetBook:
             w.reserved += amount
             res.windows.append((limit.scope, limit.period, w.period_key))
         return res
+
+    async def areserve(self, limits: Iterable[Limit], amount: float) -> Reservation:
+        """`reserve`, for callers on the event loop; a shared book reserves in Redis here."""
+        return self.reserve(limits, amount)
 
     def charge(self, scopes: Iterable[tuple[str, str]], cost: float) -> None:
         """Record spend that had no reservation (a downgraded request); it still counts."""

@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("GATEWAY_LEDGER", "var/ledger.sqlite3"),
         help="SQLite path (default) or postgresql:// DSN",
     )
+    serve.add_argument(
+        "--redis",
+        default=os.environ.get("GATEWAY_REDIS_URL", ""),
+        help="redis:// URL shared by replicas (breakers, rate limits, budgets); default: in-process",
+    )
     serve.add_argument("--no-managed", action="store_true", help="do not start managed local backends")
     serve.add_argument("--access-log", action="store_true")
     check = sub.add_parser("check", help="validate a policy file")
@@ -116,6 +121,8 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     os.environ["GATEWAY_POLICY"] = str(Path(args.policy).resolve())
     os.environ["GATEWAY_LEDGER"] = args.ledger if "://" in args.ledger else str(Path(args.ledger).resolve())
+    if args.redis:
+        os.environ["GATEWAY_REDIS_URL"] = args.redis
     if args.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="gateway-metrics-")
     import uvicorn

@@ -1,4 +1,8 @@
-"""Requests-per-minute and tokens-per-minute limits, over a sliding 60-second window per scope."""
+"""Requests-per-minute and tokens-per-minute limits, over a sliding 60-second window per scope.
+
+Decisions are local and synchronous. Replicas share their windows through `gateway/shared_ratelimit.py`,
+which feeds what the others counted into `_others`; that view lags by up to a sync interval.
+"""
 
 from __future__ import annotations
 
@@ -40,10 +44,18 @@ class RateLimiter:
             self._windows.pop(scope, None)  # idle scopes must not accumulate
             window = self._windows.setdefault(scope, deque())
         wait = WINDOW_S - (now - window[0].at) if window else 0.0
-        if rpm is not None and len(window) >= rpm:
+        others, other_tokens, other_wait = self._others(scope)
+        if other_wait is not None:
+            wait = min(wait, other_wait) if window else other_wait
+        if rpm is not None and len(window) + others >= rpm:
             raise RateLimited(f"{scope}: more than {rpm} requests per minute", wait, "requests")
-        if tpm is not None and window and sum(e.tokens for e in window) + tokens > tpm:
+        used = sum(e.tokens for e in window) + other_tokens
+        if tpm is not None and (window or others) and used + tokens > tpm:
             raise RateLimited(f"{scope}: more than {tpm} tokens per minute", wait, "tokens")
         entry = Entry(now, tokens)
         window.append(entry)
         return entry
+
+    def _others(self, scope: str) -> tuple[int, int, float | None]:
+        """Requests and tokens other replicas counted in `scope`'s window, and when their oldest leaves it."""
+        return 0, 0, None
