@@ -103,6 +103,27 @@ check_dockerfiles() {
   need_tools_venv
   run_check "hadolint deploy/docker/*.Dockerfile" "$TOOLS/venv/bin/hadolint" deploy/docker/gateway.Dockerfile \
     deploy/docker/local-backend.Dockerfile
+  run_check "gateway image dependencies resolve (pip --dry-run) at requirements.lock pins, without torch" \
+    image_deps_resolve
+}
+
+image_deps_resolve() {  # what gateway.Dockerfile installs: resolvable, all pinned by requirements.lock, no torch
+  "$PY" -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['closed']))" >"$WORK/gateway-req.txt"
+  "$PY" -m pip install -q --disable-pip-version-check --dry-run --ignore-installed -c requirements.lock \
+    -r "$WORK/gateway-req.txt" --report "$WORK/report.json" 2>&1 | { grep -v "is ignored" || true; }
+  "$PY" - "$WORK/report.json" <<'PYEOF'
+import json, re, sys
+norm = lambda n: re.sub(r"[-_.]+", "-", n).lower()
+pins = [line.split("==") for line in open("requirements.lock").read().split() if "==" in line]
+lock = {norm(name): version for name, version in pins}
+got = {norm(i["metadata"]["name"]): i["metadata"]["version"] for i in json.load(open(sys.argv[1]))["install"]}
+bad = [f"{n}=={v} (lock: {lock.get(n)})" for n, v in sorted(got.items()) if lock.get(n) != v]
+heavy = sorted(set(got) & {"torch", "diffusers", "transformers", "sentence-transformers", "accelerate"})
+if bad or heavy:
+    sys.exit(f"not pinned by requirements.lock: {bad}; heavy packages pulled in: {heavy}")
+print(f"{len(got)} packages, all at requirements.lock pins, no torch")
+PYEOF
 }
 
 check_prometheus() {

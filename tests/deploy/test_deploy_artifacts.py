@@ -30,7 +30,7 @@ TOOLS = Path(
     )
 )
 CHECKS = {
-    "dockerfiles": ["hadolint"],
+    "dockerfiles": ["hadolint", "gateway image dependencies resolve"],
     "prometheus": ["promtool check config", "promtool check rules", "promtool test rules", "alerts:"],
     "dashboard": ["dashboard JSON Schema", "grafana provisioning"],
     "compose": ["config -q", "gateway check deploy/compose/gateway/policy.yaml"],
