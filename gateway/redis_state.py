@@ -37,7 +37,10 @@ class Unavailable(Exception):
 
 
 class Participant(Protocol):
-    """A shared component: `sync` pushes what changed here and pulls what changed elsewhere."""
+    """A shared component: `sync` pushes what changed here and pulls what changed elsewhere.
+
+    When `state.generation` changed since its last `sync`, Redis was away and may have restarted empty.
+    """
 
     async def sync(self, state: RedisState) -> None: ...
 
@@ -60,6 +63,8 @@ class RedisState:
         self.interval_s = interval_s
         self.up = False  # until the first PING answers, decisions are local
         self.replicas = 1  # live replicas (heartbeats), for splitting a budget while Redis is down
+        # +1 each time Redis comes back: participants re-push what a restarted (empty) Redis may have lost.
+        self.generation = 0
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
@@ -132,6 +137,7 @@ class RedisState:
             return
         if not self.up:
             log.info("redis answers: sharing state with the other replicas")
+            self.generation += 1
         self.up = True
 
     async def _run(self) -> None:

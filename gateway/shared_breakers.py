@@ -52,6 +52,7 @@ class SharedBreakers(Breakers):
         self._key = state.key("breakers")
         self._pending: dict[str, tuple[BreakerState, str]] = {}  # latest local transition per deployment
         self._seen: dict[str, int] = {}  # last version applied or published, per deployment
+        self._generation = 0
         self._publish = state.client.register_script(_PUBLISH)
         self._pull = state.client.register_script(_PULL)
         state.register(self)
@@ -62,6 +63,16 @@ class SharedBreakers(Breakers):
 
     async def sync(self, state: RedisState) -> None:
         """Push local transitions, then apply newer ones from other replicas."""
+        if state.generation != self._generation:
+            # Redis was away and may have restarted empty (versions from 1 again): forget the versions
+            # seen and publish again every breaker that is not closed here.
+            self._generation = state.generation
+            self._seen.clear()
+            retired = self.retired()
+            for name in self.known():
+                st = self.state(name)
+                if st is not BreakerState.CLOSED:
+                    self._pending.setdefault(name, (st, retired.get(name, "")))
         for name, (st, why) in list(self._pending.items()):
             # HALF_OPEN is an open breaker whose wait is over; the others replay it as open.
             wire = BreakerState.OPEN if st is BreakerState.HALF_OPEN else st

@@ -47,6 +47,7 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
 # KEYS: (hash, leases) per window. ARGV: amount, id, lease_s, force, then (limit, ttl) per window.
+# force = 1 skips the check: for reservations already taken (while Redis was down, or before it restarted).
 # Returns {0, spent, reserved, ...} (values before this reservation) or {i, spent, reserved} for the
 # first window i that cannot take it.
 _RESERVE = (
@@ -68,8 +69,11 @@ for i = 1, n do
 end
 for i = 1, n do
   local h, z, ttl = KEYS[2 * i - 1], KEYS[2 * i], ARGV[4 + 2 * i]
-  redis.call('HINCRBYFLOAT', h, 'reserved', ARGV[1])
-  redis.call('HSET', h, 'r:' .. ARGV[2], ARGV[1])
+  -- forced (carried) reservations may be there already: never count one twice
+  if not redis.call('ZSCORE', z, ARGV[2]) then
+    redis.call('HINCRBYFLOAT', h, 'reserved', ARGV[1])
+    redis.call('HSET', h, 'r:' .. ARGV[2], ARGV[1])
+  end
   redis.call('ZADD', z, now + tonumber(ARGV[3]), ARGV[2])
   redis.call('EXPIRE', h, ttl)
   redis.call('EXPIRE', z, ttl)
@@ -136,6 +140,8 @@ class SharedBudgetBook(BudgetBook):
         self._spends: dict[Window, float] = {}
         self._seeds: dict[Window, float] = {}
         self._renewed = self._refreshed = 0.0
+        self._generation = 0
+        self._recarry: set[str] = set()  # open reservations to write again after Redis came back
         client = state.client
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
@@ -253,6 +259,14 @@ class SharedBudgetBook(BudgetBook):
 
     async def sync(self, state: RedisState) -> None:
         """Push seeds, settlements, spends and open local reservations; renew leases; refresh the view."""
+        if state.generation != self._generation:
+            # Redis was away and may have restarted empty: what we last saw spent is a floor for the
+            # windows, and our open reservations must count there again (both idempotent).
+            self._generation = state.generation
+            for (scope, period), (pk, spent, _) in self._view.items():
+                w = (scope, period, pk)
+                self._seeds[w] = max(self._seeds.get(w, 0.0), spent)
+            self._recarry = set(self._held)
         for w, spent in list(self._seeds.items()):
             h, _ = self._keys(w)
             await state.script(self._seed, [h], [repr(spent), _TTL_S[w[1]]])
@@ -264,6 +278,11 @@ class SharedBudgetBook(BudgetBook):
             del self._settles[rid]
         await self._push_spends(state)
         await self._carry_local(state)
+        for rid in list(self._recarry):
+            held = self._held.get(rid)
+            if held is not None:
+                await self._force(state, held)
+            self._recarry.discard(rid)
         if time.monotonic() - self._renewed >= self._lease_s / 3:
             await self._renew_leases(state)
         if time.monotonic() - self._refreshed >= _REFRESH_S:
@@ -285,11 +304,7 @@ class SharedBudgetBook(BudgetBook):
     async def _carry_local(self, state: RedisState) -> None:
         """Reservations taken while Redis was down and still open now count in Redis too (forced)."""
         for rid, res in list(self._local.items()):
-            keys = [k for w in res.windows for k in self._keys(w)]
-            args: list[Arg] = [repr(res.amount), rid, self._lease_s, 1]
-            for w in res.windows:
-                args += [0, _TTL_S[w[1]]]
-            await state.script(self._reserve, keys, args)
+            await self._force(state, res)
             self._local.pop(rid, None)
             for w in res.windows:
                 self._add(self._unshared, w, -res.amount)
@@ -298,6 +313,13 @@ class SharedBudgetBook(BudgetBook):
                 self._queue_settle(res, 0.0, [])
             else:
                 self._held[rid] = res
+
+    async def _force(self, state: RedisState, res: Reservation) -> None:
+        keys = [k for w in res.windows for k in self._keys(w)]
+        args: list[Arg] = [repr(res.amount), res.id, self._lease_s, 1]
+        for w in res.windows:
+            args += [0, _TTL_S[w[1]]]
+        await state.script(self._reserve, keys, args)
 
     async def _renew_leases(self, state: RedisState) -> None:
         self._renewed = time.monotonic()
