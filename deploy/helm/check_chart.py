@@ -90,6 +90,7 @@ SCENARIOS: list[tuple[str, dict[str, Any], dict[str, int]]] = [
             },
             "serviceMonitor": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}},
             "localBackend": {"modelCache": {"existingClaim": "hf-cache"}},
+            "redis": {"url": "redis://redis-master:6379/0"},
         },
         {
             "Deployment": 2,
