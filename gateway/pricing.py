@@ -14,6 +14,16 @@ from providers.base import Usage
 
 # Device time assumed per request for a self-hosted deployment that gives no est_device_seconds.
 DEFAULT_DEVICE_SECONDS = 2.0
+# Output image tokens per megapixel, for image models billed by token (gpt-image-*): OpenAI's "high"
+# quality count for 1024x1024 is 4160 tokens. Used only for estimates; the adapter reports real tokens.
+IMAGE_TOKENS_PER_MEGAPIXEL = 4160 / 1.048576
+
+
+def image_token_estimate(price: Price, megapixels: float) -> int:
+    """Output tokens to assume for an image request on a deployment priced per token, not per image."""
+    if price.per_image or price.per_megapixel or not price.output_per_mtok:
+        return 0
+    return round(megapixels * IMAGE_TOKENS_PER_MEGAPIXEL)
 
 
 def _price_cost(price: Price, prompt: int, completion: int, images: int, megapixels: float) -> float:
@@ -44,10 +54,11 @@ def estimated_cost(deployment: Deployment, provider: ProviderSpec, estimate: Usa
     """Worst-case cost of a request before it is sent (used by cost ceilings and routing by cost)."""
     cost = 0.0
     if deployment.price is not None:
+        output_tokens = estimate.output_tokens + image_token_estimate(deployment.price, estimate.megapixels)
         cost += _price_cost(
             deployment.price,
             estimate.prompt_tokens,
-            estimate.output_tokens,
+            output_tokens,
             estimate.images,
             estimate.megapixels,
         )

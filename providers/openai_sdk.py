@@ -25,6 +25,7 @@ import httpx
 import openai
 
 from gateway.errors import ErrorKind, UpstreamError
+from gateway.pricing import IMAGE_TOKENS_PER_MEGAPIXEL
 from providers.base import JSON, CallContext, ProviderResult, StreamChunk, Usage
 from providers.errors import classify_status, usage_from
 
@@ -67,6 +68,13 @@ def split_body(body: JSON, drop: tuple[str, ...] = ()) -> JSON:
     """The client's fields the SDK call does not name itself; they travel unchanged as `extra_body`."""
     skip = {"model", "stream", "stream_options", *drop}
     return {k: v for k, v in body.items() if k not in skip}
+
+
+def _image_tokens(body: JSON) -> int:
+    """Output tokens one image of the requested size is assumed to cost (OpenAI's "high" quality count)."""
+    width, _, height = str(body.get("size") or "1024x1024").partition("x")
+    megapixels = int(width) * int(height) / 1e6 if width.isdigit() and height.isdigit() else 1.048576
+    return round(megapixels * IMAGE_TOKENS_PER_MEGAPIXEL)
 
 
 class OpenAIProvider:
@@ -174,10 +182,14 @@ class OpenAIProvider:
         data = result.get("data") if isinstance(result, dict) else None
         if not isinstance(data, list) or not data:
             raise UpstreamError(ErrorKind.TRANSIENT, f"{self.name}: image answer has no data")
-        # gpt-image-* report image tokens (input_tokens/output_tokens); dall-e reports nothing.
-        usage = usage_from(result.get("usage"), {}) if isinstance(result.get("usage"), dict) else Usage()
+        # gpt-image-* report image tokens (input_tokens/output_tokens); dall-e is priced per image.
+        raw_usage = result.get("usage")
+        usage = usage_from(raw_usage, {}) if isinstance(raw_usage, dict) else Usage()
+        if b64_only and not usage.completion_tokens:
+            # Billed by token but no tokens reported: estimate, and say so (never a silent $0).
+            usage.completion_tokens = _image_tokens(body) * len(data)
+            usage.estimated = True
         usage.images = usage.images or len(data)
-        usage.estimated = False
         return ProviderResult(result, usage)
 
     async def embeddings(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:

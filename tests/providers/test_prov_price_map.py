@@ -13,7 +13,8 @@ from gateway.catalog import enrich, retired
 from gateway.policy import Modality, Policy, Price
 from gateway.policy_check import check_policy
 from gateway.policy_loader import parse_policy
-from gateway.pricing import actual_cost, unpriced
+from gateway.pricing import actual_cost, estimated_cost, unpriced
+from gateway.signals import UsageEstimate
 from providers.base import Usage
 from providers.price_map import key_variants, load_map, lookup
 
@@ -170,3 +171,11 @@ def test_load_logs_deployments_past_their_date_and_check_warns(caplog: pytest.Lo
     _, warnings = check_policy(policy, TODAY)
     assert any("'first' is past its deprecation date 2026-09-29" in w for w in warnings)
     assert enrich(policy, today=TODAY) == policy  # idempotent: a loaded policy is already complete
+
+
+def test_token_priced_image_models_are_never_estimated_at_zero() -> None:
+    policy = parse_policy(_policy(_dep("first", "openai", "gpt-image-2", "image")), today=TODAY)
+    dep = policy.deployments["first"]
+    assert dep.price == Price(input_per_mtok=5.0, output_per_mtok=30.0)
+    cost = estimated_cost(dep, policy.providers["openai"], UsageEstimate(images=1, megapixels=1.048576))
+    assert cost == pytest.approx(4160 * 30.0 / 1e6)

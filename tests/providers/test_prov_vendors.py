@@ -61,6 +61,9 @@ async def test_openai_images_keep_response_format_except_for_b64_only_models(ope
     assert openai_fake.received[0].body["response_format"] == "url" and openai_fake.received[0].body["n"] == 2
     assert "response_format" not in openai_fake.received[1].body
     assert dalle.usage.images == 2 and gpt_image.usage.images == 1
+    # The fake reports no usage: a token-billed model's tokens are estimated (and marked so), never $0.
+    assert gpt_image.usage.completion_tokens == 4160 and gpt_image.usage.estimated
+    assert dalle.usage.completion_tokens == 0
     assert base64.b64decode(gpt_image.body["data"][0]["b64_json"]) == PNG_1X1
     headers = {k.lower(): v for k, v in openai_fake.received[0].headers.items()}
     assert headers["x-request-id"] == "req_vendor"
