@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)/var/services
 env_file=$(pwd)/var/services.env
-PG_PORT=${HGW_TEST_PG_PORT:-54329}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 REDIS_PORT=${HGW_TEST_REDIS_PORT:-63799}
 
 need() {  # need BINARY-GLOB PACKAGE...: install the packages when the binary is missing
@@ -14,9 +15,15 @@ need() {  # need BINARY-GLOB PACKAGE...: install the packages when the binary is
     echo "services: installing ${*:2} with apt-get" >&2
     export DEBIAN_FRONTEND=noninteractive
     # Debian's postinst would start a system-wide server; the tests run their own on loopback.
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-    (apt-get update -qq && apt-get install -y -qq "${@:2}" >/dev/null) || { rm -f /usr/sbin/policy-rc.d; return 1; }
-    rm -f /usr/sbin/policy-rc.d
+    # An existing policy-rc.d (the base image's guard) is left exactly as it was.
+    local made_guard=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_guard=1
+    fi
+    local ok=0
+    (apt-get update -qq && apt-get install -y -qq "${@:2}" >/dev/null) || ok=1
+    [ "$made_guard" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    return $ok
   fi
 }
 
@@ -24,14 +31,15 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
 
 start_postgres() {
   need "/usr/lib/postgresql/*/bin/pg_ctl" postgresql
-  local bin dir
-  bin=$(pg_bin); dir=$root/postgres
+  local bin dir port
+  bin=$(pg_bin); dir=$root/postgres; port=${HGW_TEST_PG_PORT:-$(free_port)}
   rm -rf "$dir"; mkdir -p "$dir"; chown postgres "$dir" 2>/dev/null || true
   run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
   run_pg "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/null
   run_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $dir -c fsync=off" start >/dev/null
-  echo "HGW_TEST_PG_DSN=postgresql://postgres@127.0.0.1:$PG_PORT/postgres" >> "$env_file"
+      -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off" start >/dev/null \
+    || { tail -20 "$dir/log" >&2; return 1; }
+  echo "HGW_TEST_PG_DSN=postgresql://postgres@127.0.0.1:$port/postgres" >> "$env_file"
 }
 
 stop_postgres() {
