@@ -126,7 +126,7 @@ class RedisState:
             await self._sync_all()
         with contextlib.suppress(RedisError, OSError, TimeoutError):
             async with asyncio.timeout(self.op_timeout_s * 2):
-                await self.client.aclose()
+                await self.client.aclose(close_connection_pool=True)  # the pool is ours, not the client's
 
     async def _probe(self) -> None:
         try:
