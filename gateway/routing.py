@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -50,22 +51,29 @@ class RoutingPlan:
         }
 
 
+@functools.lru_cache(maxsize=4096)
+def _listed(values: frozenset[str]) -> str:
+    """`str(sorted(values))`, cached: a plan explains every removal, and sorting enums for each
+    removed candidate was most of routing's time on large routes (bench/routing.py)."""
+    return str(sorted(values))
+
+
 def violation(dep: Deployment, req: Requirement, est_cost: float) -> str | None:
     """Why `dep` breaks `req`, or None when it satisfies it."""
     if req.data_location is not None and dep.data.location not in req.data_location:
-        return f"data location {dep.data.location} not in {sorted(req.data_location)}"
+        return f"data location {dep.data.location} not in {_listed(req.data_location)}"
     if req.openness is not None and dep.openness is not req.openness:
         return f"openness {dep.openness} is not {req.openness}"
     if req.no_retention and dep.data.retains:
         return "the provider retains data"
     if req.regions is not None and dep.data.region not in req.regions:
-        return f"region {dep.data.region} not in {sorted(req.regions)}"
+        return f"region {dep.data.region} not in {_listed(req.regions)}"
     if req.min_quality is not None and dep.quality < req.min_quality:
         return f"quality {dep.quality} below {req.min_quality}"
     if req.max_cost_usd is not None and est_cost > req.max_cost_usd:
         return f"estimated cost ${est_cost:.6f} above ${req.max_cost_usd}"
     if req.deployments is not None and dep.name not in req.deployments:
-        return f"not one of {sorted(req.deployments)}"
+        return f"not one of {_listed(req.deployments)}"
     return None
 
 
@@ -118,7 +126,9 @@ def plan_route(
     order = _sort(alive, strategy, plan.est_cost)
     for label, want in preferred:  # later prefers are applied last, so they dominate
         first = [d for d in order if violation(d, want, plan.est_cost[d.name]) is None]
-        order = first + [d for d in order if d not in first]
+        # By identity: `d not in first` compared pydantic models field by field, quadratic in candidates.
+        chosen = {id(d) for d in first}
+        order = first + [d for d in order if id(d) not in chosen]
         if first:
             plan.notes.append(f"{label}: prefers {', '.join(d.name for d in first)}")
     plan.order = order
@@ -141,7 +151,13 @@ def _healthy_and_allowed(
     today: dt.date,
 ) -> list[Deployment]:
     """Steps 1-3: the privacy floor, health and deprecation, the request's own ceilings."""
-    request_limits = Requirement(max_cost_usd=signals.max_cost_usd, min_quality=signals.min_quality)
+    # Most requests set neither header; the headers were validated when signals were extracted, so
+    # the Requirement is built without running pydantic validation again.
+    limits = (
+        [Requirement.model_construct(max_cost_usd=signals.max_cost_usd, min_quality=signals.min_quality)]
+        if signals.max_cost_usd is not None or signals.min_quality is not None
+        else []
+    )
     alive: list[Deployment] = []
     for name in route.candidates:
         dep = policy.deployments[name]
@@ -149,7 +165,7 @@ def _healthy_and_allowed(
         reason = (
             _unhealthy(dep, health, today)
             or _first_violation(dep, plan.hard, cost, "privacy floor")
-            or _first_violation(dep, [request_limits], cost, "request header")
+            or _first_violation(dep, limits, cost, "request header")
         )
         if reason:
             plan.removed.append(Removal(name, reason))
