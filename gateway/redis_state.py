@@ -53,9 +53,9 @@ class RedisState:
         url: str,
         *,
         prefix: str = "hgw:",
-        op_timeout_s: float = 0.5,
+        op_timeout_s: float = 1.0,
         interval_s: float = 0.2,
-        max_connections: int = 32,
+        max_connections: int = 64,
     ) -> None:
         self.prefix = prefix
         self.replica = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -65,6 +65,8 @@ class RedisState:
         self.replicas = 1  # live replicas (heartbeats), for splitting a budget while Redis is down
         # +1 each time Redis comes back: participants re-push what a restarted (empty) Redis may have lost.
         self.generation = 0
+        # A timeout marks Redis down for this replica only; a loaded event loop must not cause that
+        # (connecting under a burst of requests can take a while), hence a generous bound.
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,

@@ -12,7 +12,9 @@ milliseconds. Until then the reservation (the worst case) still counts, which er
 
 While Redis is down, replicas decide alone but never overspend together: each may use only its share,
 (limit - spent - reserved as last seen) / live replicas, of each window. What was spent meanwhile is
-pushed when Redis answers again, and reservations still open then are carried into Redis.
+pushed when Redis answers again, and reservations still open then are carried into Redis. That split is
+safe when Redis is gone for every replica; if only some lose it (a partition), the others still reserve
+in Redis and spend can exceed the budget by up to the cut-off replicas' shares.
 """
 
 from __future__ import annotations
