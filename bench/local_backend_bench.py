@@ -50,7 +50,7 @@ class Cell:
     device_ms_per_image: float
 
 
-def _config(pipeline_dir: Path, *, batching: bool) -> BackendConfig:
+def _config(pipeline_dir: Path, *, batching: bool, torch_threads: int | None) -> BackendConfig:
     batching_settings = (
         {"max_batch_size": 8, "max_wait_ms": 20, "max_queue": 256}
         if batching
@@ -65,7 +65,7 @@ def _config(pipeline_dir: Path, *, batching: bool) -> BackendConfig:
         "batching": batching_settings,
         "image": {"num_inference_steps": 2, "guidance_scale": 0.0, "width": 32, "height": 32},
     }
-    return parse_config({"models": [model]}, origin="benchmark")
+    return parse_config({"models": [model], "torch_threads": torch_threads}, origin="benchmark")
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -105,10 +105,15 @@ async def _measure(http: httpx.AsyncClient, *, batching: bool, concurrency: int,
     )
 
 
-async def _run_backend(pipeline_dir: Path, *, batching: bool, requests: int) -> list[Cell]:
+async def _run_backend(
+    pipeline_dir: Path, *, batching: bool, requests: int, torch_threads: int | None
+) -> list[Cell]:
     server = uvicorn.Server(
         uvicorn.Config(
-            build_app(_config(pipeline_dir, batching=batching)), host="127.0.0.1", port=0, log_level="warning"
+            build_app(_config(pipeline_dir, batching=batching, torch_threads=torch_threads)),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
         )
     )
     task = asyncio.create_task(server.serve())
@@ -157,7 +162,7 @@ def _table(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
-def _report(table: str, requests: int, load_before: tuple[float, float, float]) -> str:
+def _report(table: str, requests: int, load_before: tuple[float, float, float], threads: int | None) -> str:
     import torch
 
     load_after = os.getloadavg()
@@ -173,6 +178,7 @@ def _report(table: str, requests: int, load_before: tuple[float, float, float]) 
 - Model: tiny random-weight Stable Diffusion pipeline (`local_backend.testing.write_tiny_image_pipeline`),
   32x32, 2 steps, CPU fp32, loaded through `AutoPipelineForText2Image`.
 - Server: the real app under uvicorn on 127.0.0.1, in the same process as the httpx client.
+- torch intra-op threads: {threads or "torch default (one per core)"}.
 - Batching on: `max_batch_size: 8`, `max_wait_ms: 20`; off: `max_batch_size: 1`.
 - {requests} requests per cell, each client sending its next request when the previous one is answered.
 - `device ms/image` is the `x-device-seconds` each request was charged (its share of the batch).
@@ -191,6 +197,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few requests per cell; print only")
     parser.add_argument("--requests", type=int, default=64, help="requests per cell (full run)")
+    parser.add_argument("--torch-threads", type=int, default=None, help="models.yaml torch_threads setting")
     parser.add_argument(
         "--output", type=Path, default=None, help=f"results file (default {RESULTS_PATH.name})"
     )
@@ -204,12 +211,16 @@ def main() -> int:
         pipeline_dir = write_tiny_image_pipeline(Path(scratch) / "tiny-sd")
         cells: list[Cell] = []
         for batching in (False, True):
-            cells += asyncio.run(_run_backend(pipeline_dir, batching=batching, requests=requests))
+            cells += asyncio.run(
+                _run_backend(
+                    pipeline_dir, batching=batching, requests=requests, torch_threads=args.torch_threads
+                )
+            )
     table = _table(cells)
     print(table)
     output = args.output or (None if args.smoke else RESULTS_PATH)
     if output is not None:
-        output.write_text(_report(table, requests, load_before), encoding="utf-8")
+        output.write_text(_report(table, requests, load_before, args.torch_threads), encoding="utf-8")
         print(f"recorded in {output}")
     return 0
 

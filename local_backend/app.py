@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from local_backend.config import BackendConfig, ModelConfig
+from local_backend.device import configure_torch_threads
 from local_backend.errors import APIError, ModelNotFound
 from local_backend.http_chat import create_chat_completion
 from local_backend.http_common import BackendState, backend_of, error_response, json_response
@@ -39,12 +40,13 @@ _RUNNER_LOADERS = {
 _STARTED_AT = int(time.time())
 
 
-def _runner_loader(model: ModelConfig) -> Callable[[], ModelRunner[Any, Any]]:
+def _runner_loader(model: ModelConfig, torch_threads: int | None) -> Callable[[], ModelRunner[Any, Any]]:
     module_name, function_name = _RUNNER_LOADERS[model.modality]
 
     def load() -> ModelRunner[Any, Any]:
         # Resolve first: a model that cannot be found fails in milliseconds, before torch is imported.
         source = resolve_source(model.source, config_files_only=model.random_weights)
+        configure_torch_threads(torch_threads)
         loader = getattr(importlib.import_module(module_name), function_name)
         runner: ModelRunner[Any, Any] = loader(model, source)
         return runner
@@ -56,7 +58,7 @@ def _make_workers(config: BackendConfig, metrics: BackendMetrics) -> dict[str, M
     return {
         model.name: ModelWorker(
             model,
-            _runner_loader(model),
+            _runner_loader(model, config.torch_threads),
             metrics,
             retry_failed_load_after_s=config.retry_failed_load_after_s,
             batching=model.modality != "chat",  # generation is not batched (see runners/chat.py)

@@ -98,6 +98,9 @@ class BackendConfig(_Strict):
 
     models: list[ModelConfig] = Field(min_length=1)
     retry_failed_load_after_s: float = Field(default=30.0, ge=0.0)
+    # torch's intra-op threads for the whole process (None: torch's default, one per core).  Fewer
+    # threads avoid oversubscription when the backend shares its cores with other busy processes.
+    torch_threads: int | None = Field(default=None, ge=1, le=1024)
 
     @model_validator(mode="after")
     def _check_unique_names(self) -> BackendConfig:

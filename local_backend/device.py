@@ -44,3 +44,13 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
     elif device == "mps":
         torch.mps.synchronize()
+
+
+def configure_torch_threads(threads: int | None) -> None:
+    """Set torch's process-wide intra-op thread count, if the configuration asks for one."""
+    if threads is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
