@@ -76,7 +76,10 @@ class RegexPiiDetector:
 
     def detect(self, text: str) -> set[str]:
         found: set[str] = set()
+        digits = _ascii_digits(text)
         for kind, pattern, check in self._checks:
+            if not _may_contain(kind, text, digits):
+                continue
             for m in pattern.finditer(text):
                 if check is None or check(m.group()):
                     found.add(kind)
@@ -84,3 +87,30 @@ class RegexPiiDetector:
                         text = text.replace(m.group(), " ")
                     break
         return found
+
+
+# What a text must hold before a kind's regex can match: its required character and its least number of
+# digits. Ordinary prompts hold neither, and running five regexes over every message was the gateway's
+# largest pure-Python cost per request (py-spy, bench/RESULTS.md).
+_PREREQUISITES: dict[str, tuple[str | None, int]] = {
+    "email": ("@", 0),
+    "card": (None, 13),
+    "iban": (None, 2),
+    "us_ssn": ("-", 9),
+    "phone": (None, 9),
+}
+_DIGITS = "0123456789"
+
+
+def _ascii_digits(text: str) -> int | None:
+    """ASCII digits in `text`, or None when it has non-ASCII characters (`\\d` also matches other digits)."""
+    if not text.isascii():
+        return None
+    return sum(map(text.count, _DIGITS))
+
+
+def _may_contain(kind: str, text: str, digits: int | None) -> bool:
+    needed_char, min_digits = _PREREQUISITES[kind]
+    if needed_char is not None and needed_char not in text:
+        return False
+    return digits is None or digits >= min_digits
