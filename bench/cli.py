@@ -122,16 +122,15 @@ def _optional(
         return None
 
 
-async def _check_answers(target: t.Target, work: Path) -> None:
-    """One request of each kind before measuring: a target that answers errors must not be timed."""
+async def _answers(endpoint: t.Endpoint) -> str | None:
+    """None when the endpoint answers 200 with a body, else what went wrong (a failing target is not timed)."""
     async with aiohttp.ClientSession() as session:
-        for endpoint in (target.plain, target.stream):
+        try:
             async with session.post(endpoint.url, data=endpoint.body, headers=endpoint.headers) as resp:
                 body = await resp.read()
-                if resp.status != 200 or not body:
-                    raise RuntimeError(
-                        f"({target.key}) answered {resp.status} to {endpoint.url}: {body[:300]!r}; logs in {work}"
-                    )
+        except aiohttp.ClientError as exc:
+            return f"{type(exc).__name__}: {exc}"
+    return None if resp.status == 200 and body else f"HTTP {resp.status}: {body[:200]!r}"
 
 
 def compare(args: argparse.Namespace, work: Path) -> RunResults:
@@ -146,10 +145,21 @@ def compare(args: argparse.Namespace, work: Path) -> RunResults:
     targets: list[t.Target] = []
     try:
         targets = start_targets(args.only, upstream, work, notes)
-        res = RunResults({tg.key: tg.label for tg in targets}, notes=notes)
-        for tg in targets:
-            asyncio.run(_check_answers(tg, work))
+        streams_ok: set[str] = set()
+        for tg in list(targets):
+            plain_error = asyncio.run(_answers(tg.plain))
+            if plain_error is not None:
+                notes.append(f"({tg.key}) {tg.label} was skipped: a plain request failed ({plain_error})")
+                tg.stop()
+                targets.remove(tg)
+                continue
+            stream_error = asyncio.run(_answers(tg.stream))
+            if stream_error is None:
+                streams_ok.add(tg.key)
+            else:
+                notes.append(f"({tg.key}) {tg.label}: no TTFT, a streamed request failed ({stream_error})")
             run_load(tg.plain, 4, min(2.0, args.duration), work, use_wrk=use_wrk)  # warm-up, not recorded
+        res = RunResults({tg.key: tg.label for tg in targets}, notes=notes)
         runs: dict[tuple[str, int], list[LoadResult]] = {}
         for conns in args.connections:
             for rep in range(args.repeat):
@@ -159,7 +169,7 @@ def compare(args: argparse.Namespace, work: Path) -> RunResults:
                         run_load(tg.plain, conns, args.duration, work, use_wrk=use_wrk)
                     )
         res.load = {cell: median_result(rs) for cell, rs in runs.items()}
-        for tg in targets:
+        for tg in (tg for tg in targets if tg.key in streams_ok):
             _log(f"ttft ({tg.key})")
             res.ttft[tg.key] = asyncio.run(measure_ttft(tg.stream, args.ttft_samples))
         for tg in targets:
