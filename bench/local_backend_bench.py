@@ -170,7 +170,7 @@ def _report(table: str, requests: int, load_before: tuple[float, float, float], 
     today = datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return f"""# Local backend benchmark
 
-`python bench/local_backend_bench.py` on {today}.
+`python {" ".join(["bench/local_backend_bench.py", *sys.argv[1:]])}` on {today}.
 
 - Machine: {os.cpu_count()} CPUs (nproc), {_cpu_model()}, no GPU; Python {platform.python_version()}, torch {torch.__version__}.
 - Load average (1 min) before / after the run: {load_before[0]:.2f} / {load_after[0]:.2f}; other work on the
