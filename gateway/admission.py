@@ -75,7 +75,7 @@ class Admission:
         self.limiter = limiter
         self.metrics = metrics
 
-    def admit(
+    async def admit(
         self, policy: Policy, tenant: str, key: ApiKey | None, plan: RoutingPlan, tokens: int
     ) -> Ticket:
         """Raise RateLimitExceeded or QuotaExceeded, or return a ticket (possibly for a downgraded plan)."""
@@ -86,7 +86,7 @@ class Admission:
             return ticket
         worst = max(plan.est_cost.get(d.name, 0.0) for d in plan.order)
         try:
-            ticket.reservation = self.budgets.reserve(limits, worst)
+            ticket.reservation = await self.budgets.areserve(limits, worst)
         except BudgetExhausted as exc:
             self.metrics.budget_rejections.labels(tenant, exc.limit.period).inc()
             if policy.budgets.on_exhausted == "refuse" or not _downgrade(plan):

@@ -75,7 +75,7 @@ def run_keys(args: argparse.Namespace) -> int:
             "rpm": k.rpm,
             "tpm": k.tpm,
         }
-        for k in store.list()
+        for k in store.list_keys()
     ]
     print(render(rows, "table"))
     return 0

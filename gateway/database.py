@@ -94,8 +94,8 @@ class Database:
         if self.dialect == "postgres":
             import psycopg
 
-            with psycopg.connect(self.url, connect_timeout=10) as conn:
-                yield conn
+            with psycopg.connect(self.url, connect_timeout=10) as pg:
+                yield pg
             return
         Path(self.url).parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.url, timeout=30, check_same_thread=False)

@@ -30,6 +30,7 @@ from tenacity import (
     stop_after_attempt,
     wait_random_exponential,
 )
+from tenacity.stop import stop_base
 
 from gateway.breaker import Breakers
 from gateway.errors import AllAttemptsFailed, ErrorKind, NoEligibleDeployment, UpstreamError
@@ -241,7 +242,7 @@ class _Backoff:
         return float(delay)
 
 
-class _StopAtDeadline:
+class _StopAtDeadline(stop_base):
     """Stop retrying when the next wait passes the deadline or exceeds the longest Retry-After we accept."""
 
     def __init__(self, settings: FallbackSettings, deadline: float, clock: Callable[[], float]) -> None:

@@ -93,13 +93,13 @@ class KeyStore:
         return key, f"{PREFIX}_{key_id}_{secret}"
 
     def revoke(self, key_id: str) -> bool:
-        before = {k.id for k in self.list() if k.revoked is None}
+        before = {k.id for k in self.list_keys() if k.revoked is None}
         self.db.execute(
             "UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), key_id)
         )
         return key_id in before
 
-    def list(self) -> list[ApiKey]:
+    def list_keys(self) -> list[ApiKey]:
         return [s.key for s in self._read()]
 
     def _read(self) -> list[_Stored]:

@@ -81,7 +81,7 @@ class Gateway:
     def health(self) -> dict[str, str]:
         return {name: f"retired: {why}" for name, why in self.breakers.retired().items()}
 
-    def prepare(self, req: Request) -> Prepared:
+    async def prepare(self, req: Request) -> Prepared:
         """Route lookup, signals and plan; raises GatewayError for refusals (and accounts them)."""
         loaded = self.store.current
         policy = loaded.policy
@@ -112,7 +112,7 @@ class Gateway:
             )
             plan = plan_route(route, signals, policy, health=self.health(), today=self.today())
             tokens = signals.estimate.prompt_tokens + signals.estimate.output_tokens
-            ticket = self.admission.admit(policy, req.tenant, req.key, plan, tokens)
+            ticket = await self.admission.admit(policy, req.tenant, req.key, plan, tokens)
         except GatewayError as exc:
             self.accounting.refused(req, name, exc)
             raise
@@ -120,7 +120,7 @@ class Gateway:
 
     async def complete(self, req: Request) -> Answer:
         """A non-streamed chat, image or embedding request."""
-        prep = self.prepare(req)
+        prep = await self.prepare(req)
         method = {Modality.CHAT: "chat", Modality.IMAGE: "images", Modality.EMBEDDING: "embeddings"}[
             req.modality
         ]
@@ -153,7 +153,7 @@ class Gateway:
 
     async def open_stream(self, req: Request) -> OpenStream:
         """A streamed chat: returns once the first chunk is in hand (fallback is invisible until then)."""
-        prep = self.prepare(req)
+        prep = await self.prepare(req)
 
         try:
             outcome = await self.runner.run(
