@@ -49,7 +49,7 @@ def _ms(value: str) -> float:
 
 def parse_wrk(output: str, connections: int) -> LoadResult:
     """Read rps, percentiles and errors from `wrk --latency` output."""
-    pct = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", output, re.MULTILINE))
+    pct = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)\s*$", output, re.MULTILINE))  # wrk pads seconds
     done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     if not (pct and done and rps):
