@@ -34,6 +34,7 @@ from gateway.metrics import Metrics
 from gateway.openapi import openapi_document
 from gateway.policy import Policy
 from gateway.policy_store import PolicyStore, ProviderBuilder
+from gateway.providers_env import provider_secrets
 from gateway.serving import Gateway
 from gateway.settings import Settings
 from gateway.shared_state import build_shared_state
@@ -44,7 +45,8 @@ log = logging.getLogger("gateway")
 
 async def _gateway_error(http: HttpRequest, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc, request_id(http))
+    secrets = provider_secrets(http.app.state.gateway.store.current.policy)
+    return error_response(exc, request_id(http), secrets)
 
 
 async def _http_error(http: HttpRequest, exc: Exception) -> Response:

@@ -59,6 +59,8 @@ class ProviderSpec(StrictModel):
     timeout_s: float = Field(60.0, gt=0, le=3600)
     connect_timeout_s: float = Field(5.0, gt=0, le=300)
     max_connections: int = Field(256, ge=1, le=100_000)
+    # Larger upstream answers are refused as transient (and fall back): memory per request stays bounded.
+    max_response_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     # Hardware price for self-hosted providers: device-seconds reported by the upstream become dollars.
     usd_per_hour: float | None = Field(None, ge=0)
     # `gateway serve` starts and stops the local backend for this provider itself.

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Open(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # strict: a JSON string is never silently read as a bool or a number.
+    model_config = ConfigDict(extra="allow", strict=True)
 
 
 class ChatMessage(_Open):

@@ -23,6 +23,7 @@ from gateway.keys import ApiKey
 from gateway.pii import PiiDetector
 from gateway.policy import Modality, Policy, Route
 from gateway.policy_store import LoadedPolicy, PolicyStore
+from gateway.providers_env import provider_secrets
 from gateway.routing import RoutingPlan, plan_route
 from gateway.signals import Signals, UsageEstimate, extract_signals
 from gateway.streaming import OpenStream, first_chunk
@@ -185,7 +186,8 @@ class Gateway:
             attempts=len(outcome.attempts),
             cost=est,
         )
-        return OpenStream(first, rest, include_usage, headers, finish)
+        secrets = provider_secrets(prep.loaded.policy)
+        return OpenStream(first, rest, include_usage, headers, finish, secrets)
 
     def headers(
         self,

@@ -17,6 +17,7 @@ import orjson
 
 from gateway.errors import ErrorKind, UpstreamError
 from providers.base import JSON, CallContext, Provider, StreamChunk, Usage
+from providers.errors import redact
 
 Finish = Callable[[Usage | None, str, UpstreamError | None, int], Any]
 FirstChunk = tuple[StreamChunk, AsyncIterator[StreamChunk]]
@@ -49,6 +50,7 @@ class OpenStream:
     include_usage: bool
     headers: dict[str, str]
     finish: Finish
+    secrets: tuple[str, ...] = ()
 
     async def sse(self) -> AsyncIterator[bytes]:
         usage: Usage | None = None
@@ -74,7 +76,7 @@ class OpenStream:
             self.finish(usage, "".join(text), exc, 502)
             event = {
                 "error": {
-                    "message": f"the upstream stream broke: {exc.message}",
+                    "message": redact(f"the upstream stream broke: {exc.message}", self.secrets),
                     "type": "upstream_error",
                     "param": None,
                     "code": "stream_interrupted",

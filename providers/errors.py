@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -53,9 +53,19 @@ def _error_fields(raw: bytes) -> tuple[str | None, str]:
     return None, str(body)[:200]
 
 
-def classify_status(status: int, raw: bytes, headers: Mapping[str, str], name: str) -> UpstreamError:
-    """The UpstreamError for an HTTP error answer. Never includes request headers (keys) in the message."""
+def redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return text
+
+
+def classify_status(
+    status: int, raw: bytes, headers: Mapping[str, str], name: str, *, secrets: Sequence[str] = ()
+) -> UpstreamError:
+    """The UpstreamError for an HTTP error answer; our keys (`secrets`) are cut from the upstream's words."""
     code, message = _error_fields(raw)
+    message = redact(message, secrets)
     lower = {k.lower(): v for k, v in headers.items()}
     retry_after = parse_retry_after(lower)
     text = f"{name}: HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import aiohttp
+import aiohttp.http_exceptions
 import orjson
 
 from gateway.errors import ErrorKind, UpstreamError
@@ -33,10 +34,12 @@ class OpenAICompatibleProvider:
         self.spec = spec
         self.base_url = spec.base_url.rstrip("/")
         self._headers = {"content-type": "application/json"}
+        self._secrets: tuple[str, ...] = ()
         if spec.api_key_env:
             key = os.environ.get(spec.api_key_env)
             if key:
                 self._headers["authorization"] = f"Bearer {key}"
+                self._secrets = (key,)  # an upstream that echoes it in an error must not leak it
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
@@ -64,9 +67,9 @@ class OpenAICompatibleProvider:
             async with self._client().post(
                 self.base_url + path, data=data, headers=self._headers_for(ctx), timeout=self._timeout(ctx)
             ) as resp:
-                raw = await resp.read()
+                raw = await self._read_limited(resp)
                 if resp.status >= 400:
-                    raise classify_status(resp.status, raw, resp.headers, self.name)
+                    raise classify_status(resp.status, raw, resp.headers, self.name, secrets=self._secrets)
                 headers = {k.lower(): v for k, v in resp.headers.items()}
         except UpstreamError:
             raise
@@ -135,7 +138,8 @@ class OpenAICompatibleProvider:
                 ),
             ) as resp:
                 if resp.status >= 400:
-                    raise classify_status(resp.status, await resp.read(), resp.headers, self.name)
+                    raw = await self._read_limited(resp)
+                    raise classify_status(resp.status, raw, resp.headers, self.name, secrets=self._secrets)
                 if "text/event-stream" not in resp.headers.get("content-type", ""):
                     raise UpstreamError(
                         ErrorKind.TRANSIENT, f"{self.name}: stream answered without text/event-stream"
@@ -148,10 +152,24 @@ class OpenAICompatibleProvider:
             raise UpstreamError(
                 ErrorKind.TIMEOUT, f"{self.name}: stream stalled for {ctx.timeout_s:.1f}s"
             ) from exc
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError, ValueError) as exc:
+            # ValueError and HttpProcessingError: aiohttp's answer to an SSE line beyond its line limit.
             raise UpstreamError(
                 ErrorKind.TRANSIENT, f"{self.name}: stream broke ({type(exc).__name__})"
             ) from exc
+
+    async def _read_limited(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, refused as transient past `max_response_bytes` so memory per request stays bounded."""
+        limit = self.spec.max_response_bytes
+        if (resp.content_length or 0) > limit:
+            raise UpstreamError(ErrorKind.TRANSIENT, f"{self.name}: answer larger than {limit} bytes")
+        parts, size = [], 0
+        async for part in resp.content.iter_chunked(1 << 16):
+            size += len(part)
+            if size > limit:
+                raise UpstreamError(ErrorKind.TRANSIENT, f"{self.name}: answer larger than {limit} bytes")
+            parts.append(part)
+        return b"".join(parts)
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:

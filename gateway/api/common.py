@@ -16,6 +16,7 @@ from gateway.auth import authenticate
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from gateway.policy import Modality
 from gateway.serving import Gateway, Request
+from providers.errors import redact
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
@@ -24,11 +25,16 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type="application/json")
 
 
-def error_response(exc: GatewayError, request_id: str | None = None) -> Response:
+def error_response(
+    exc: GatewayError, request_id: str | None = None, secrets: tuple[str, ...] = ()
+) -> Response:
     headers = dict(exc.headers)
     if request_id:
         headers["x-request-id"] = request_id
-    return json_response(exc.body(), exc.status, headers)
+    body = exc.body()
+    # Upstream messages are relayed; a vendor that echoes our key in one must not hand it to the caller.
+    body["error"]["message"] = redact(body["error"]["message"], secrets)
+    return json_response(body, exc.status, headers)
 
 
 def request_id(http: HttpRequest) -> str:
@@ -60,13 +66,26 @@ async def read_json(http: HttpRequest, limit: int) -> dict[str, Any]:
     return body
 
 
+_SCHEMA_WORDS = frozenset({"str", "int", "float", "bool", "list[str]", "list[int]", "list[list[int]]"})
+
+
 def validate(schema: type[BaseModel], body: dict[str, Any]) -> BaseModel:
+    """Validate, then write the validated values of the declared top-level fields back into `body`.
+
+    The schemas are strict (no "false" for a bool, no "2" for an int, as OpenAI itself refuses them);
+    writing the validated values back keeps what the gateway acts on and what it forwards identical.
+    Unknown fields pass through untouched.
+    """
     try:
-        return schema.model_validate(body)
+        parsed = schema.model_validate(body)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if not str(p).startswith(("function-", "list[", "str")))
+        parts = [str(p) for p in first["loc"]]
+        where = ".".join(p for p in parts if p not in _SCHEMA_WORDS and not p.startswith("function-"))
         raise InvalidRequest(f"{where or 'body'}: {first['msg']}", param=where or None) from None
+    declared = parsed.model_fields_set & set(type(parsed).model_fields)
+    body.update(parsed.model_dump(include=declared, exclude_unset=True, mode="json"))
+    return parsed
 
 
 async def parse(http: HttpRequest, schema: type[BaseModel], modality: Modality) -> tuple[Gateway, Request]:

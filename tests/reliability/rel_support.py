@@ -92,8 +92,8 @@ class FaultyOpenAI(FakeOpenAI):
 MATRIX_POLICY = """
 version: 1
 providers:
-  primary: {{kind: openai_compatible, base_url: "{primary}", api_key_env: REL_PRIMARY_KEY, timeout_s: {timeout}, connect_timeout_s: 0.3}}
-  backup:  {{kind: openai_compatible, base_url: "{backup}", api_key_env: REL_BACKUP_KEY, timeout_s: {timeout}, connect_timeout_s: 0.3}}
+  primary: {{kind: openai_compatible, base_url: "{primary}", api_key_env: REL_PRIMARY_KEY, timeout_s: {timeout}, connect_timeout_s: 0.3, max_response_bytes: 4194304}}
+  backup:  {{kind: openai_compatible, base_url: "{backup}", api_key_env: REL_BACKUP_KEY, timeout_s: {timeout}, connect_timeout_s: 0.3, max_response_bytes: 4194304}}
 deployments:
   p-chat:  {{provider: primary, model: p-chat, modality: chat, openness: closed, data: {{location: vendor}}, quality: 90,
             price: {{input_per_mtok: 1.0, output_per_mtok: 2.0}}}}

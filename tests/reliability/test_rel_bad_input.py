@@ -105,14 +105,6 @@ async def test_rel_body_over_the_limit_is_413(
     assert primary.calls() == backup.calls() == 0
 
 
-LAX = (
-    "BUG: gateway/api/common.py parse() validates with pydantic in lax mode but keeps the raw body, so a "
-    "wrong type that pydantic coerces ({value}) is accepted and the raw value is used/forwarded as is"
-)
-PARAM_DROPPED = (
-    "BUG: gateway/api/common.py validate() drops loc parts that start with 'str' (meant for pydantic's "
-    "'str' union tags), so an error in `stream`/`stream_options` comes back with param null"
-)
 WRONG_TYPES = [
     ("/v1/chat/completions", {"model": 5, "messages": HELLO}, "model"),
     ("/v1/chat/completions", {"model": "chat", "messages": "hello"}, "messages"),
@@ -120,27 +112,12 @@ WRONG_TYPES = [
     ("/v1/chat/completions", {"model": "chat", "messages": HELLO, "max_tokens": "ten"}, "max_tokens"),
     ("/v1/chat/completions", {"model": "chat", "messages": HELLO, "max_tokens": 0}, "max_tokens"),
     ("/v1/chat/completions", {"model": "chat", "messages": HELLO, "n": 1.5}, "n"),
-    pytest.param(
-        "/v1/chat/completions",
-        {"model": "chat", "messages": HELLO, "stream": "yes"},
-        "stream",
-        marks=pytest.mark.xfail(strict=True, reason=LAX.format(value='"stream": "yes"')),
-    ),
-    pytest.param(
-        "/v1/chat/completions",
-        {"model": "chat", "messages": HELLO, "stream_options": []},
-        "stream_options",
-        marks=pytest.mark.xfail(strict=True, reason=PARAM_DROPPED),
-    ),
+    ("/v1/chat/completions", {"model": "chat", "messages": HELLO, "stream": "yes"}, "stream"),
+    ("/v1/chat/completions", {"model": "chat", "messages": HELLO, "stream_options": []}, "stream_options"),
     ("/v1/chat/completions", {"model": "chat", "messages": HELLO, "tools": {"a": 1}}, "tools"),
     ("/v1/chat/completions", {"model": ["chat"], "messages": HELLO}, "model"),
     ("/v1/images/generations", {"model": "image", "prompt": 7}, "prompt"),
-    pytest.param(
-        "/v1/images/generations",
-        {"model": "image", "prompt": "x", "n": "2"},
-        "n",
-        marks=pytest.mark.xfail(strict=True, reason=LAX.format(value='"n": "2"')),
-    ),
+    ("/v1/images/generations", {"model": "image", "prompt": "x", "n": "2"}, "n"),
     ("/v1/images/generations", {"model": "image", "prompt": "x", "size": "huge"}, "size"),
     ("/v1/images/generations", {"model": "image", "prompt": "x", "response_format": 1}, "response_format"),
     ("/v1/embeddings", {"model": "embedding", "input": 5}, "input"),
@@ -164,13 +141,6 @@ async def test_rel_wrong_types_are_400_in_openai_shape(
     assert primary.calls() == backup.calls() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        'BUG: {"stream": "false"} passes validation (pydantic coerces it to False) but gateway/api/chat.py '
-        "tests the raw body's truthy string, so the client gets an SSE stream it did not ask for"
-    ),
-)
 async def test_rel_stream_false_as_a_string_is_not_streamed(
     limited: tuple[httpx.AsyncClient, FakeOpenAI, FakeOpenAI],
 ) -> None:

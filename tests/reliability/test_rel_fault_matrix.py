@@ -17,27 +17,9 @@ from tests.reliability.rel_support import set_provider_keys
 
 pytestmark = pytest.mark.slow
 
-OVERSIZED_BUG = (
-    "BUG: no bound on an upstream answer's size: providers/openai_compatible.py _post_json reads the "
-    "whole body (resp.read()) and relays it, so a 5 MiB answer is served from the faulty primary "
-    "instead of being refused as transient and falling back (memory per request is unbounded)"
-)
-OVERSIZED_STREAM_BUG = (
-    "BUG: an SSE line longer than aiohttp's 512 KiB line limit raises aiohttp.http_exceptions."
-    "LineTooLong (not a ClientError) out of OpenAICompatibleProvider.stream_chat; it escapes fallback, "
-    "the client gets 500 server_error (code null) with no fallback, and no ledger row is written"
-)
-
-
-def _marks(fault: str, endpoint: str) -> list[pytest.MarkDecorator]:
-    if fault != "oversized_body":
-        return []
-    reason = OVERSIZED_STREAM_BUG if endpoint == "stream" else OVERSIZED_BUG
-    return [pytest.mark.xfail(strict=True, reason=reason)]
-
 
 CELLS = [
-    pytest.param(f, e, h, id=f"{f}-{e}-{'healthy' if h else 'faulty'}", marks=_marks(f, e))
+    pytest.param(f, e, h, id=f"{f}-{e}-{'healthy' if h else 'faulty'}")
     for h in (True, False)
     for f in FAULTS
     for e in ENDPOINTS

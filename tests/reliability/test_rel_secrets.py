@@ -128,15 +128,6 @@ async def test_rel_no_secret_in_logs_bodies_metrics_or_ledger(tmp_path: Path) ->
     assert hits(places, secrets) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: an upstream error message is relayed to the client verbatim (providers/errors.py "
-        "classify_status keeps 500 chars of it; errors.AllAttemptsFailed puts it in the body), so a vendor "
-        "that echoes the Authorization header in its 401 leaks the provider key to the caller; the "
-        "gateway knows its keys and should redact them"
-    ),
-)
 async def test_rel_upstream_echoing_the_key_does_not_leak_it(tmp_path: Path) -> None:
     places, secrets, _ = await exercise(tmp_path, [echo_key()], backup_too=True)
     assert hits(places, secrets) == []
