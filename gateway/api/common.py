@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 import orjson
@@ -41,7 +41,8 @@ def request_id(http: HttpRequest) -> str:
     rid = http.scope.get("gateway.request_id")
     if rid is None:
         given = http.headers.get("x-request-id")
-        rid = given if given and _SAFE_ID.match(given) else "req_" + uuid.uuid4().hex
+        # os.urandom is ~5x cheaper than uuid4 and gives the same 32 hex digits.
+        rid = given if given and _SAFE_ID.match(given) else "req_" + os.urandom(16).hex()
         http.scope["gateway.request_id"] = rid
     return str(rid)
 

@@ -128,8 +128,17 @@ class FakeOpenAI:
     async def _common_fault(self, request: web.Request, fault: Fault) -> web.StreamResponse | None:
         if fault.kind == "status":
             headers = {"retry-after": fault.retry_after} if fault.retry_after else {}
-            err = {"error": {"message": f"{self.name} says {fault.status}", "type": "error", "param": None, "code": fault.code}}
-            return web.json_response(err, status=fault.status, headers=headers, dumps=lambda o: orjson.dumps(o).decode())
+            err = {
+                "error": {
+                    "message": f"{self.name} says {fault.status}",
+                    "type": "error",
+                    "param": None,
+                    "code": fault.code,
+                }
+            }
+            return web.json_response(
+                err, status=fault.status, headers=headers, dumps=lambda o: orjson.dumps(o).decode()
+            )
         if fault.kind == "hang":
             await asyncio.sleep(fault.seconds)
         if fault.kind == "malformed":
@@ -154,11 +163,29 @@ class FakeOpenAI:
         message: dict[str, Any] = {"role": "assistant", "content": "".join(words)}
         if body.get("tools"):
             tool = body["tools"][0]["function"]["name"]
-            message = {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function", "function": {"name": tool, "arguments": '{"city": "Paris"}'}}]}
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": tool, "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            }
         answer: dict[str, Any] = {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if body.get("tools") else "stop"}],
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if body.get("tools") else "stop",
+                }
+            ],
         }
         if fault.usage:
             answer["usage"] = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
@@ -169,7 +196,12 @@ class FakeOpenAI:
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
-        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model}
+        base = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": model,
+        }
         for i, word in enumerate(words):
             if fault.kind == "cut" and i >= fault.after_chunks:
                 assert request.transport is not None
@@ -178,7 +210,11 @@ class FakeOpenAI:
             delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
-        await resp.write(b"data: " + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}) + b"\n\n")
+        await resp.write(
+            b"data: "
+            + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            + b"\n\n"
+        )
         if (body.get("stream_options") or {}).get("include_usage") and fault.usage:
             usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
             await resp.write(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
@@ -202,7 +238,13 @@ class FakeOpenAI:
         if early is not None:
             return early
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        data = [{"object": "embedding", "index": i, "embedding": [0.1 * (i + 1)] * 8} for i in range(len(inputs))]
-        answer = {"object": "list", "data": data, "model": body.get("model"),
-                  "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)}}
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.1 * (i + 1)] * 8} for i in range(len(inputs))
+        ]
+        answer = {
+            "object": "list",
+            "data": data,
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": 3 * len(inputs), "total_tokens": 3 * len(inputs)},
+        }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
