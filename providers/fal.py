@@ -30,12 +30,11 @@ import fal_client.client
 import httpx
 
 from gateway.errors import ErrorKind, UpstreamError
-from providers.base import JSON, CallContext, ProviderResult, StreamChunk, Usage
+from providers.base import JSON, CallContext, ProviderResult, Usage
 from providers.errors import parse_retry_after
+from providers.images_only import ImagesOnly
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from gateway.policy import Deployment, ProviderSpec
 
 # fal-client retries 408/409/429, ingress 502-504 and every transport error up to 10 times with backoff and
@@ -105,7 +104,7 @@ def map_fal_error(exc: Exception, name: str, timeout_s: float, secret: str | Non
     return UpstreamError(ErrorKind.TRANSIENT, f"{name}: {type(exc).__name__} talking to fal")
 
 
-class FalProvider:
+class FalProvider(ImagesOnly):
     kind: ClassVar[str] = "fal"
 
     def __init__(self, spec: ProviderSpec, name: str) -> None:
@@ -193,18 +192,6 @@ class FalProvider:
                 ErrorKind.TRANSIENT, f"{self.name}: could not fetch the generated image"
             ) from exc
         return {"b64_json": base64.b64encode(resp.content).decode()}
-
-    async def chat(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:
-        raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the fal provider serves images only")
-
-    async def stream_chat(
-        self, deployment: Deployment, body: JSON, ctx: CallContext
-    ) -> AsyncIterator[StreamChunk]:
-        raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the fal provider serves images only")
-        yield  # pragma: no cover  (makes this an async generator)
-
-    async def embeddings(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:
-        raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the fal provider serves images only")
 
     async def aclose(self) -> None:
         if self._http is not None:

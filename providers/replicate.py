@@ -37,11 +37,10 @@ from replicate.exceptions import ModelError, ReplicateError
 from replicate.helpers import FileOutput
 
 from gateway.errors import ErrorKind, UpstreamError
-from providers.base import JSON, CallContext, ProviderResult, StreamChunk, Usage
+from providers.base import JSON, CallContext, ProviderResult, Usage
+from providers.images_only import ImagesOnly
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from gateway.policy import Deployment, ProviderSpec
 
 _ASPECT_RATIOS = frozenset({"1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "3:4", "4:3", "9:16", "9:21"})
@@ -120,7 +119,7 @@ def _mentions_policy(text: str) -> bool:
     return any(word in lowered for word in _CONTENT_POLICY_WORDS)
 
 
-class ReplicateProvider:
+class ReplicateProvider(ImagesOnly):
     kind: ClassVar[str] = "replicate"
 
     def __init__(self, spec: ProviderSpec, name: str) -> None:
@@ -184,18 +183,6 @@ class ReplicateProvider:
             response.raise_for_status()
             content = response.content
         return {"b64_json": base64.b64encode(content).decode()}
-
-    async def chat(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:
-        raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the replicate provider serves images only")
-
-    async def stream_chat(
-        self, deployment: Deployment, body: JSON, ctx: CallContext
-    ) -> AsyncIterator[StreamChunk]:
-        raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the replicate provider serves images only")
-        yield  # pragma: no cover  (makes this an async generator)
-
-    async def embeddings(self, deployment: Deployment, body: JSON, ctx: CallContext) -> ProviderResult:
-        raise UpstreamError(ErrorKind.BAD_REQUEST, f"{self.name}: the replicate provider serves images only")
 
     async def aclose(self) -> None:
         if self._client is not None:
