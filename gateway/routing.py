@@ -21,9 +21,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from gateway.errors import NoEligibleDeployment, PolicyDenied
-from gateway.policy import Classification, Condition, Deployment, Policy, Requirement, Route, Strategy
-from gateway.pricing import estimated_cost
-from gateway.signals import Signals
+from gateway.policy import (
+    Classification,
+    Condition,
+    Deployment,
+    Policy,
+    ProviderSpec,
+    Requirement,
+    Route,
+    Rule,
+    Strategy,
+)
+from gateway.pricing import DEFAULT_DEVICE_SECONDS, IMAGE_TOKENS_PER_MEGAPIXEL
+from gateway.signals import Signals, UsageEstimate
 
 
 @dataclass(slots=True)
@@ -58,8 +68,8 @@ def _listed(values: frozenset[str]) -> str:
     return str(sorted(values))
 
 
-def violation(dep: Deployment, req: Requirement, est_cost: float) -> str | None:
-    """Why `dep` breaks `req`, or None when it satisfies it."""
+def _before_cost(dep: Deployment, req: Requirement) -> str | None:
+    """The checks of `violation` that come before the cost ceiling; they depend on nothing per request."""
     if req.data_location is not None and dep.data.location not in req.data_location:
         return f"data location {dep.data.location} not in {_listed(req.data_location)}"
     if req.openness is not None and dep.openness is not req.openness:
@@ -70,11 +80,21 @@ def violation(dep: Deployment, req: Requirement, est_cost: float) -> str | None:
         return f"region {dep.data.region} not in {_listed(req.regions)}"
     if req.min_quality is not None and dep.quality < req.min_quality:
         return f"quality {dep.quality} below {req.min_quality}"
-    if req.max_cost_usd is not None and est_cost > req.max_cost_usd:
-        return f"estimated cost ${est_cost:.6f} above ${req.max_cost_usd}"
+    return None
+
+
+def _after_cost(dep: Deployment, req: Requirement) -> str | None:
     if req.deployments is not None and dep.name not in req.deployments:
         return f"not one of {_listed(req.deployments)}"
     return None
+
+
+def violation(dep: Deployment, req: Requirement, est_cost: float) -> str | None:
+    """Why `dep` breaks `req`, or None when it satisfies it."""
+    why = _before_cost(dep, req)
+    if why is None and req.max_cost_usd is not None and est_cost > req.max_cost_usd:
+        why = f"estimated cost ${est_cost:.6f} above ${req.max_cost_usd}"
+    return why if why is not None else _after_cost(dep, req)
 
 
 def privacy_floor(policy: Policy, signals: Signals) -> list[Requirement]:
@@ -98,14 +118,137 @@ def _matches(w: Condition, signals: Signals) -> bool:
     return not (w.modality is not None and signals.modality not in w.modality)
 
 
-def _sort(order: list[Deployment], strategy: Strategy, cost: Mapping[str, float]) -> list[Deployment]:
-    if strategy is Strategy.CHEAPEST:
-        return sorted(order, key=lambda d: cost[d.name])
-    if strategy is Strategy.BEST_QUALITY:
-        return sorted(order, key=lambda d: -d.quality)
-    if strategy is Strategy.FASTEST:
-        return sorted(order, key=lambda d: d.latency_ms if d.latency_ms is not None else float("inf"))
-    return order
+class _Compiled:
+    """What routing needs about one route of one policy that does not depend on the request, built once.
+
+    Candidates are addressed by index; each requirement's per-deployment verdicts (everything but the
+    cost ceiling) are computed on first use and kept, so a request only reads lists and prices.
+    """
+
+    __slots__ = (
+        "deprecated",
+        "deps",
+        "latency",
+        "matched",
+        "names",
+        "neg_quality",
+        "policy",
+        "prices",
+        "route",
+        "rules",
+        "tables",
+    )
+
+    def __init__(self, route: Route, policy: Policy) -> None:
+        self.route, self.policy = route, policy
+        self.deps = [policy.deployments[name] for name in route.candidates]
+        self.names = [d.name for d in self.deps]
+        self.neg_quality = [-d.quality for d in self.deps]
+        self.latency = [d.latency_ms if d.latency_ms is not None else float("inf") for d in self.deps]
+        self.prices = [_price_terms(d, policy.providers[d.provider]) for d in self.deps]
+        self.deprecated = [(i, d.deprecation_date) for i, d in enumerate(self.deps) if d.deprecation_date]
+        self.rules = [(rule, rule.label(i)) for i, rule in enumerate(route.rules)]
+        self.matched: dict[tuple[object, ...], list[tuple[Rule, str]]] = {}
+        self.tables: dict[int, tuple[Requirement, list[str | None], list[str | None], list[str | None]]] = {}
+
+    def costs(self, est: UsageEstimate) -> list[float]:
+        """`pricing.estimated_cost` for every candidate, with the same arithmetic in the same order."""
+        prompt, output, images, megapixels = est.prompt_tokens, est.output_tokens, est.images, est.megapixels
+        image_tokens = round(megapixels * IMAGE_TOKENS_PER_MEGAPIXEL)
+        units = max(1, images)
+        out: list[float] = []
+        for price, by_token, hourly, per_call in self.prices:
+            cost = 0.0
+            if price is not None:
+                per_request, per_in, per_out, per_image, per_mp = price
+                part = per_request or 0.0
+                if per_in:
+                    part += prompt * per_in / 1e6
+                if per_out:
+                    part += (output + image_tokens if by_token else output) * per_out / 1e6
+                if per_image:
+                    part += images * per_image
+                if per_mp:
+                    part += megapixels * per_mp
+                cost += part
+            if hourly is not None:
+                cost += per_call * units * hourly / 3600.0
+            out.append(cost)
+        return out
+
+    def rules_for(self, signals: Signals) -> list[tuple[Rule, str]]:
+        key = (signals.classification, bool(signals.pii), signals.quality, signals.tenant, signals.modality)
+        found = self.matched.get(key)
+        if found is None:
+            found = [(rule, label) for rule, label in self.rules if _matches(rule.when, signals)]
+            if len(self.matched) >= _MATCH_CACHE:
+                self.matched.clear()
+            self.matched[key] = found
+        return found
+
+    def table(self, req: Requirement) -> tuple[list[str | None], list[str | None], list[str | None]]:
+        """Per candidate: the reason before the cost check, after it, and either (when cost plays no part)."""
+        entry = self.tables.get(id(req))
+        if entry is None or entry[0] is not req:
+            before = [_before_cost(d, req) for d in self.deps]
+            after = [_after_cost(d, req) for d in self.deps]
+            either = [b if b is not None else a for b, a in zip(before, after, strict=True)]
+            entry = self.tables[id(req)] = (req, before, after, either)
+        return entry[1], entry[2], entry[3]
+
+    def reasons(self, req: Requirement, alive: list[int], costs: list[float]) -> list[str | None]:
+        """`violation(candidate, req, cost)` for each index in `alive`."""
+        before, after, either = self.table(req)
+        cap = req.max_cost_usd
+        if cap is None:
+            return [either[i] for i in alive]
+        out: list[str | None] = []
+        for i in alive:
+            why = before[i]
+            if why is None:
+                cost = costs[i]
+                why = f"estimated cost ${cost:.6f} above ${cap}" if cost > cap else after[i]
+            out.append(why)
+        return out
+
+
+_MATCH_CACHE = 4096
+_COMPILED_CACHE = 64
+_compiled_routes: dict[tuple[int, int], _Compiled] = {}
+
+
+def _compiled(route: Route, policy: Policy) -> _Compiled:
+    """The compiled form of `route` under `policy`, by identity (both are frozen; a reload makes new ones)."""
+    c = _compiled_routes.get((id(route), id(policy)))
+    if c is None or c.route is not route or c.policy is not policy:
+        if len(_compiled_routes) >= _COMPILED_CACHE:
+            _compiled_routes.clear()
+        c = _compiled_routes[(id(route), id(policy))] = _Compiled(route, policy)
+    return c
+
+
+_PriceTerms = tuple[
+    tuple[float | None, float | None, float | None, float | None, float | None] | None,
+    bool,
+    float | None,
+    float,
+]
+
+
+def _price_terms(dep: Deployment, provider: ProviderSpec) -> _PriceTerms:
+    price = dep.price
+    terms = None
+    by_token = False
+    if price is not None:
+        terms = (
+            price.per_request,
+            price.input_per_mtok,
+            price.output_per_mtok,
+            price.per_image,
+            price.per_megapixel,
+        )
+        by_token = not (price.per_image or price.per_megapixel or not price.output_per_mtok)
+    return terms, by_token, provider.usd_per_hour, dep.est_device_seconds or DEFAULT_DEVICE_SECONDS
 
 
 def plan_route(
@@ -117,21 +260,29 @@ def plan_route(
     today: dt.date,
 ) -> RoutingPlan:
     """Decide the ordered deployments to try. Raises PolicyDenied or NoEligibleDeployment."""
+    c = _compiled(route, policy)
+    names = c.names
+    costs = c.costs(signals.estimate)
     plan = RoutingPlan(route=route.name, order=[], hard=privacy_floor(policy, signals))
-    for name in route.candidates:
-        dep = policy.deployments[name]
-        plan.est_cost[name] = estimated_cost(dep, policy.providers[dep.provider], signals.estimate)
-    alive = _healthy_and_allowed(route, signals, policy, plan, health=health, today=today)
-    alive, strategy, preferred = _apply_rules(route, signals, plan, alive)
-    order = _sort(alive, strategy, plan.est_cost)
+    plan.est_cost = dict(zip(names, costs, strict=True))
+    alive = _healthy_and_allowed(c, signals, plan, costs, health=health, today=today)
+    alive, strategy, preferred = _apply_rules(c, signals, plan, alive, costs)
+    if strategy is Strategy.CHEAPEST:
+        order = sorted(alive, key=costs.__getitem__)
+    elif strategy is Strategy.BEST_QUALITY:
+        order = sorted(alive, key=c.neg_quality.__getitem__)
+    elif strategy is Strategy.FASTEST:
+        order = sorted(alive, key=c.latency.__getitem__)
+    else:
+        order = alive
     for label, want in preferred:  # later prefers are applied last, so they dominate
-        first = [d for d in order if violation(d, want, plan.est_cost[d.name]) is None]
-        # By identity: `d not in first` compared pydantic models field by field, quadratic in candidates.
-        chosen = {id(d) for d in first}
-        order = first + [d for d in order if id(d) not in chosen]
+        why = c.reasons(want, order, costs)
+        first = [i for i, w in zip(order, why, strict=True) if w is None]
         if first:
-            plan.notes.append(f"{label}: prefers {', '.join(d.name for d in first)}")
-    plan.order = order
+            order = first + [i for i, w in zip(order, why, strict=True) if w is not None]
+            plan.notes.append(f"{label}: prefers {', '.join(names[i] for i in first)}")
+    deps = c.deps
+    plan.order = [deps[i] for i in order]
     if not order:
         detail = "; ".join(f"{r.deployment}: {r.reason}" for r in plan.removed)
         message = f"no deployment of route {route.name!r} may serve this request ({detail})"
@@ -142,58 +293,72 @@ def plan_route(
 
 
 def _healthy_and_allowed(
-    route: Route,
+    c: _Compiled,
     signals: Signals,
-    policy: Policy,
     plan: RoutingPlan,
+    costs: list[float],
     *,
     health: Mapping[str, str],
     today: dt.date,
-) -> list[Deployment]:
+) -> list[int]:
     """Steps 1-3: the privacy floor, health and deprecation, the request's own ceilings."""
-    # Most requests set neither header; the headers were validated when signals were extracted, so
-    # the Requirement is built without running pydantic validation again.
-    limits = (
-        [Requirement.model_construct(max_cost_usd=signals.max_cost_usd, min_quality=signals.min_quality)]
-        if signals.max_cost_usd is not None or signals.min_quality is not None
-        else []
-    )
-    alive: list[Deployment] = []
-    for name in route.candidates:
-        dep = policy.deployments[name]
-        cost = plan.est_cost[name]
-        reason = (
-            _unhealthy(dep, health, today)
-            or _first_violation(dep, plan.hard, cost, "privacy floor")
-            or _first_violation(dep, limits, cost, "request header")
-        )
-        if reason:
-            plan.removed.append(Removal(name, reason))
+    names, deps = c.names, c.deps
+    n = len(names)
+    reasons: list[str | None] = [None] * n
+    if health:
+        for i, name in enumerate(names):
+            if name in health:
+                reasons[i] = health[name] or None
+    for i, when in c.deprecated:
+        if reasons[i] is None and when <= today:
+            reasons[i] = f"retired: past its deprecation date {when.isoformat()}"
+    everyone = list(range(n))
+    for req in plan.hard:
+        for i, why in zip(everyone, c.reasons(req, everyone, costs), strict=True):
+            if why is not None and reasons[i] is None:
+                reasons[i] = f"privacy floor: {why}"
+    if signals.min_quality is not None or signals.max_cost_usd is not None:
+        _request_ceilings(deps, signals, reasons, costs)
+    alive: list[int] = []
+    for i, why in enumerate(reasons):
+        if why:
+            plan.removed.append(Removal(names[i], why))
         else:
-            alive.append(dep)
+            alive.append(i)
     return alive
 
 
+def _request_ceilings(
+    deps: list[Deployment], signals: Signals, reasons: list[str | None], costs: list[float]
+) -> None:
+    """Step 3: `x-quality` as a number and `x-max-cost-usd`, in `violation`'s order and wording."""
+    min_quality, max_cost = signals.min_quality, signals.max_cost_usd
+    for i, dep in enumerate(deps):
+        if reasons[i] is None:
+            if min_quality is not None and dep.quality < min_quality:
+                reasons[i] = f"request header: quality {dep.quality} below {min_quality}"
+            elif max_cost is not None and costs[i] > max_cost:
+                reasons[i] = f"request header: estimated cost ${costs[i]:.6f} above ${max_cost}"
+
+
 def _apply_rules(
-    route: Route, signals: Signals, plan: RoutingPlan, alive: list[Deployment]
-) -> tuple[list[Deployment], Strategy, list[tuple[str, Requirement]]]:
+    c: _Compiled, signals: Signals, plan: RoutingPlan, alive: list[int], costs: list[float]
+) -> tuple[list[int], Strategy, list[tuple[str, Requirement]]]:
     """Step 4: the route's rules in order. Returns what is left, the strategy, and the preferences."""
+    route, names = c.route, c.names
     strategy, preferred = route.strategy, []
-    for i, rule in enumerate(route.rules):
-        if not _matches(rule.when, signals):
-            continue
-        label = rule.label(i)
+    for rule, label in c.rules_for(signals):
         if rule.deny is not None:
             raise PolicyDenied(f"route {route.name!r} refused this request ({label}): {rule.deny}")
         if rule.require is not None:
             plan.hard.append(rule.require)
+            why = c.reasons(rule.require, alive, costs)
             kept = []
-            for dep in alive:
-                why = violation(dep, rule.require, plan.est_cost[dep.name])
-                if why:
-                    plan.removed.append(Removal(dep.name, f"{label} requires: {why}"))
+            for i, w in zip(alive, why, strict=True):
+                if w:
+                    plan.removed.append(Removal(names[i], f"{label} requires: {w}"))
                 else:
-                    kept.append(dep)
+                    kept.append(i)
             alive = kept
         if isinstance(rule.prefer, Strategy):
             strategy = rule.prefer
@@ -201,19 +366,3 @@ def _apply_rules(
         elif rule.prefer is not None:
             preferred.append((label, rule.prefer))
     return alive, strategy, preferred
-
-
-def _unhealthy(dep: Deployment, health: Mapping[str, str], today: dt.date) -> str | None:
-    if dep.name in health:
-        return health[dep.name]
-    if dep.deprecation_date is not None and dep.deprecation_date <= today:
-        return f"retired: past its deprecation date {dep.deprecation_date.isoformat()}"
-    return None
-
-
-def _first_violation(dep: Deployment, reqs: list[Requirement], est_cost: float, source: str) -> str | None:
-    for req in reqs:
-        why = violation(dep, req, est_cost)
-        if why:
-            return f"{source}: {why}"
-    return None
