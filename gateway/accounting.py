@@ -69,15 +69,16 @@ class Accounting:
         elapsed = self.clock() - req.received
         labels = (req.tenant, prep.route.name, dep.provider, dep.name)
         m = self.metrics
-        m.requests.labels(req.tenant, prep.route.name, dep.name, str(status)).inc()
-        m.duration.labels(prep.route.name).observe(elapsed)
-        m.cost.labels(*labels).inc(cost)
+        child = m.child
+        child(m.requests, req.tenant, prep.route.name, dep.name, str(status)).inc()
+        child(m.duration, prep.route.name).observe(elapsed)
+        child(m.cost, *labels).inc(cost)
         if usage.prompt_tokens:
-            m.tokens.labels(*labels, "prompt").inc(usage.prompt_tokens)
+            child(m.tokens, *labels, "prompt").inc(usage.prompt_tokens)
         if usage.completion_tokens:
-            m.tokens.labels(*labels, "completion").inc(usage.completion_tokens)
+            child(m.tokens, *labels, "completion").inc(usage.completion_tokens)
         if usage.images:
-            m.images.labels(*labels).inc(usage.images)
+            child(m.images, *labels).inc(usage.images)
         self.ledger.record(
             LedgerRow(
                 id=req.id,
@@ -106,7 +107,7 @@ class Accounting:
         return Finished(dep.name, len(outcome.attempts), cost, usage.total_tokens)
 
     def overhead(self, route: str, seconds: float) -> None:
-        self.metrics.overhead.labels(route).observe(max(0.0, seconds))
+        self.metrics.child(self.metrics.overhead, route).observe(max(0.0, seconds))
 
     def _complete_usage(self, usage: Usage | None, prep: Prepared, outcome: Outcome[Any], text: str) -> Usage:
         u = usage or Usage(estimated=True)
@@ -126,7 +127,7 @@ class Accounting:
 
     def _row(self, req: Request, route: str, *, status: int, code: str | None, attempts: int) -> None:
         elapsed = self.clock() - req.received
-        self.metrics.requests.labels(req.tenant, route or "-", "-", str(status)).inc()
+        self.metrics.child(self.metrics.requests, req.tenant, route or "-", "-", str(status)).inc()
         self.ledger.record(
             LedgerRow(
                 id=req.id,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import operator
 import queue
 import sqlite3
 import threading
@@ -57,6 +58,7 @@ class LedgerRow:
 
 
 _COLUMNS = [f.name for f in dataclasses.fields(LedgerRow)]
+_row_values = operator.attrgetter(*_COLUMNS)
 _INSERT = (
     f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (id) DO NOTHING"
@@ -107,7 +109,8 @@ class Ledger:
             self._writer.close()
 
     def _write(self, batch: list[LedgerRow]) -> None:
-        rows = [tuple(int(v) if isinstance(v, bool) else v for v in dataclasses.astuple(r)) for r in batch]
+        # attrgetter, not dataclasses.astuple: astuple deep-copies every value (~2% of a core under load).
+        rows = [tuple(int(v) if isinstance(v, bool) else v for v in _row_values(r)) for r in batch]
         # Another process (a report, a second worker) may hold the lock, or the server may be restarting:
         # retry those; any other error is a bug and is logged at once with the ids of the rows it cost.
         for delay in (0.0, 0.05, 0.2, 1.0, 2.0, 5.0):

@@ -8,6 +8,7 @@ counters are right whichever worker answers the scrape.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -22,6 +23,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         usage_labels = ["tenant", "route", "provider", "deployment"]
         self.requests = Counter(
@@ -104,6 +106,15 @@ class Metrics:
             ["tenant", "kind"],
             registry=r,
         )
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, cached: prometheus-client takes a lock and rebuilds the label tuple on
+        every call, and the request path asks for the same few children thousands of times a second."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def fallback(self, route: str, source: str, to: str, reason: str) -> None:
         self.fallbacks.labels(route, source, to, reason).inc()
