@@ -23,6 +23,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
     )
+    ray = commands.add_parser("serve-ray", help="serve the same API as a Ray Serve application")
+    ray.add_argument("--config", default=str(default_config_path()), help="models.yaml (default: packaged)")
+    ray.add_argument("--host", default="127.0.0.1")
+    ray.add_argument("--port", type=int, default=8100)
+    ray.add_argument("--ray-address", default=None, help="cluster to join (default: start a local one)")
+    ray.add_argument("--num-cpus", type=int, default=None, help="CPUs of a new local Ray instance")
+    ray.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     check = commands.add_parser("check-config", help="validate a models.yaml and exit")
     check.add_argument("--config", default=str(default_config_path()))
     return parser
@@ -59,6 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: {len(config.models)} models OK")
         return 0
+    if args.command == "serve-ray":
+        try:
+            from local_backend.ray_serve import serve_on_ray
+        except ImportError as error:  # Ray is an optional dependency of this one command
+            print(f"local-backend: serve-ray needs ray[serve]: {error}", file=sys.stderr)
+            return 2
+        logging.basicConfig(
+            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+        return serve_on_ray(
+            config, host=args.host, port=args.port, ray_address=args.ray_address, num_cpus=args.num_cpus
+        )
 
     import uvicorn
 

@@ -66,6 +66,46 @@ class ChatDefaults(_Strict):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
 
 
+class RayActorOptions(_Strict):
+    """Resources Ray reserves for each replica (``ray_actor_options``); fractions share a device."""
+
+    num_cpus: float = Field(default=1.0, ge=0.0)
+    num_gpus: float = Field(default=0.0, ge=0.0)
+
+
+class RayAutoscaling(_Strict):
+    """Ray Serve's ``autoscaling_config``: replicas follow the number of requests in flight per replica."""
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    target_ongoing_requests: float = Field(default=2.0, gt=0.0)
+
+    @model_validator(mode="after")
+    def _check_bounds(self) -> RayAutoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class RayDeploymentConfig(_Strict):
+    """How ``serve-ray`` runs one model (or the ingress) as a Ray Serve deployment; ``serve`` ignores it.
+
+    The key names are Ray Serve's own, so Ray's documentation applies as written.
+    """
+
+    num_replicas: int | None = Field(default=None, ge=1)
+    autoscaling_config: RayAutoscaling | None = None
+    ray_actor_options: RayActorOptions = RayActorOptions()
+    # None: enough for a full batch plus the next one gathering (models), or 256 (ingress).
+    max_ongoing_requests: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_scaling(self) -> RayDeploymentConfig:
+        if self.num_replicas is not None and self.autoscaling_config is not None:
+            raise ValueError("set num_replicas or autoscaling_config, not both")
+        return self
+
+
 class ModelConfig(_Strict):
     """One declared model: what clients call it, where it comes from and how it is run."""
 
@@ -80,6 +120,8 @@ class ModelConfig(_Strict):
     speed: SpeedConfig = SpeedConfig()
     image: ImageDefaults = ImageDefaults()
     chat: ChatDefaults = ChatDefaults()
+    # Used by ``serve-ray`` only; None means one replica with Ray's default resources.
+    ray: RayDeploymentConfig | None = None
 
     @model_validator(mode="after")
     def _check_modality_options(self) -> ModelConfig:
@@ -101,6 +143,8 @@ class BackendConfig(_Strict):
     # torch's intra-op threads for the whole process (None: torch's default, one per core).  Fewer
     # threads avoid oversubscription when the backend shares its cores with other busy processes.
     torch_threads: int | None = Field(default=None, ge=1, le=1024)
+    # ``serve-ray`` only: the HTTP ingress deployment (routing, validation, chat models run there).
+    ray_ingress: RayDeploymentConfig = RayDeploymentConfig()
 
     @model_validator(mode="after")
     def _check_unique_names(self) -> BackendConfig:
