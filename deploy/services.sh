@@ -73,8 +73,10 @@ start_redis() {
 stop_redis() {
   local dir=$root/redis
   if [ -f "$dir/redis.pid" ]; then
-    kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null || break; sleep 0.1; done
+    local pid
+    pid=$(cat "$dir/redis.pid")  # read once: redis removes the file as it exits
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
   rm -rf "$dir"
 }
