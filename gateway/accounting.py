@@ -7,6 +7,7 @@ wall time of the call.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,13 +31,24 @@ class Finished:
     attempts: int
     cost_usd: float
     tokens: int
+    # Resolved once the ledger row is committed; a successful answer waits for it (see gateway/ledger.py).
+    committed: asyncio.Future[None] | None = None
 
 
 class Accounting:
-    def __init__(self, metrics: Metrics, ledger: Ledger, clock: Any = time.perf_counter) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        ledger: Ledger,
+        clock: Any = time.perf_counter,
+        *,
+        durable_answers: bool = True,
+    ) -> None:
         self.metrics = metrics
         self.ledger = ledger
         self.clock = clock
+        # True: a successful answer waits for its ledger row's commit (no loss on kill -9).
+        self.durable_answers = durable_answers
 
     def refused(self, req: Request, route: str, exc: GatewayError) -> None:
         if isinstance(exc, RouteNotFound):
@@ -79,7 +91,7 @@ class Accounting:
             child(m.tokens, *labels, "completion").inc(usage.completion_tokens)
         if usage.images:
             child(m.images, *labels).inc(usage.images)
-        self.ledger.record(
+        committed = self.ledger.record(
             LedgerRow(
                 id=req.id,
                 ts=time.time(),
@@ -104,7 +116,13 @@ class Accounting:
                 key_id=req.key.id if req.key else None,
             )
         )
-        return Finished(dep.name, len(outcome.attempts), cost, usage.total_tokens)
+        return Finished(
+            dep.name,
+            len(outcome.attempts),
+            cost,
+            usage.total_tokens,
+            committed if self.durable_answers else None,
+        )
 
     def overhead(self, route: str, seconds: float) -> None:
         self.metrics.child(self.metrics.overhead, route).observe(max(0.0, seconds))

@@ -1,8 +1,10 @@
 """The ledger: one row per request, in SQLite (WAL) or PostgreSQL, written by a background thread.
 
-`record()` only puts the row on a queue, so the event loop never waits for the disk. The writer commits
-in small batches as soon as rows arrive. A `kill -9` can lose at most the rows queued and not yet
-committed (one batch, milliseconds of traffic); `aclose()` flushes everything on a clean stop.
+`record()` only puts the row on a queue, so the event loop never blocks on the disk. The writer commits
+in small batches as soon as rows arrive (group commit) and then resolves each row's `committed` future.
+The gateway awaits that future before it sends a successful answer, so an answer a client received has
+its row even after a `kill -9` (WAL with synchronous=NORMAL survives a process crash); error answers are
+not held back. `aclose()` flushes everything on a clean stop.
 
 Example::
 
@@ -14,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import operator
@@ -68,7 +71,9 @@ _INSERT = (
 class Ledger:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._queue: queue.SimpleQueue[LedgerRow | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[LedgerRow, asyncio.Future[None] | None] | None] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._written = 0
         self._idle = threading.Condition()
@@ -80,10 +85,17 @@ class Ledger:
         self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
         self._thread.start()
 
-    def record(self, row: LedgerRow) -> None:
+    def record(self, row: LedgerRow) -> asyncio.Future[None] | None:
+        """Queue the row; inside an event loop, return a future resolved once the row is committed."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        committed = loop.create_future() if loop is not None else None
         with self._idle:
             self._pending += 1
-        self._queue.put(row)
+        self._queue.put((row, committed))
+        return committed
 
     def _run(self) -> None:
         try:
@@ -108,7 +120,8 @@ class Ledger:
         finally:
             self._writer.close()
 
-    def _write(self, batch: list[LedgerRow]) -> None:
+    def _write(self, queued: list[tuple[LedgerRow, asyncio.Future[None] | None]]) -> None:
+        batch = [row for row, _ in queued]
         # attrgetter, not dataclasses.astuple: astuple deep-copies every value (~2% of a core under load).
         rows = [tuple(int(v) if isinstance(v, bool) else v for v in _row_values(r)) for r in batch]
         # Another process (a report, a second worker) may hold the lock, or the server may be restarting:
@@ -131,6 +144,9 @@ class Ledger:
             self._pending -= len(batch)
             self._written += len(batch)
             self._idle.notify_all()
+        for _, committed in queued:  # resolved even when the write failed: the answer must not hang
+            if committed is not None:
+                _resolve(committed)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Block until every recorded row is committed (tests and shutdown)."""
@@ -189,3 +205,16 @@ class _WriterConnection:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _resolve(committed: asyncio.Future[None]) -> None:
+    loop = committed.get_loop()
+    if loop.is_closed():
+        return
+    with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+        loop.call_soon_threadsafe(_set_done, committed)
+
+
+def _set_done(committed: asyncio.Future[None]) -> None:
+    if not committed.done():
+        committed.set_result(None)

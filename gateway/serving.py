@@ -145,6 +145,8 @@ class Gateway:
         text = _answer_text(body) if req.modality is Modality.CHAT else ""
         done = self.accounting.finished(req, prep, outcome, outcome.value.usage, streamed_text=text)
         prep.ticket.settle(done.cost_usd, done.tokens)
+        if done.committed is not None:
+            await done.committed  # the answer leaves only once its ledger row is on disk
         self._overhead(req, prep, outcome)
         return Answer(body, self.headers(req, prep, done, basis="actual"))
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,15 +19,10 @@ import pytest
 
 from tests.conftest import hybrid_policy_text
 from tests.fakes.openai_upstream import FakeOpenAI
+from tests.processes import free_port, serve_command
 
 pytestmark = pytest.mark.slow
 HELLO = [{"role": "user", "content": "hello"}]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -36,20 +30,7 @@ async def serve(
     policy: Path, tmp: Path, *args: str, env: dict[str, str] | None = None
 ) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "--policy",
-        str(policy),
-        "--port",
-        str(port),
-        "--ledger",
-        str(tmp / "ledger.sqlite3"),
-        "--no-managed",
-        *args,
-    ]
+    cmd = serve_command(policy, port, tmp / "ledger.sqlite3", *args)
     log = tmp / f"serve-{port}.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT)

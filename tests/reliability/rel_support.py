@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from tests.fakes.openai_upstream import FakeOpenAI, Fault
+from tests.processes import free_port, serve_command
 
 PRIMARY_KEY = "sk-rel-primary-SECRET-5f1e2d3c4b5a"
 BACKUP_KEY = "sk-rel-backup-SECRET-a9b8c7d6e5f4"
@@ -136,12 +135,6 @@ def set_provider_keys(env: dict[str, str] | None = None) -> dict[str, str]:
     return keys
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Served:
     base: str
@@ -154,19 +147,7 @@ async def start_gateway(
     policy: Path, ledger: Path, log: Path, *, port: int | None = None, env: dict[str, str] | None = None
 ) -> Served:
     port = port or free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "serve",
-        "--policy",
-        str(policy),
-        "--port",
-        str(port),
-        "--ledger",
-        str(ledger),
-        "--no-managed",
-    ]
+    cmd = serve_command(policy, port, ledger)
     full_env = {**os.environ, "GATEWAY_WATCH_POLICY": "0", **set_provider_keys(), **(env or {})}
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, env=full_env, stdout=out, stderr=subprocess.STDOUT)
