@@ -7,7 +7,6 @@ wall time of the call.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -31,8 +30,6 @@ class Finished:
     attempts: int
     cost_usd: float
     tokens: int
-    # Resolved once the ledger row is committed; a successful answer waits for it (see gateway/ledger.py).
-    committed: asyncio.Future[None] | None = None
 
 
 class Accounting:
@@ -41,14 +38,10 @@ class Accounting:
         metrics: Metrics,
         ledger: Ledger,
         clock: Any = time.perf_counter,
-        *,
-        durable_answers: bool = True,
     ) -> None:
         self.metrics = metrics
         self.ledger = ledger
         self.clock = clock
-        # True: a successful answer waits for its ledger row's commit (no loss on kill -9).
-        self.durable_answers = durable_answers
 
     def refused(self, req: Request, route: str, exc: GatewayError) -> None:
         if isinstance(exc, RouteNotFound):
@@ -91,9 +84,10 @@ class Accounting:
             child(m.tokens, *labels, "completion").inc(usage.completion_tokens)
         if usage.images:
             child(m.images, *labels).inc(usage.images)
-        committed = self.ledger.record(
+        # Spooled before the answer leaves: on disk for a crash of this process (gateway/ledger.py).
+        self.ledger.record(
             LedgerRow(
-                id=req.id,
+                id=req.row_id or req.id,
                 ts=time.time(),
                 tenant=req.tenant,
                 route=prep.route.name,
@@ -114,15 +108,10 @@ class Accounting:
                 error_code=error.code if error else None,
                 stream=bool(req.body.get("stream")),
                 key_id=req.key.id if req.key else None,
+                request_id=req.id,
             )
         )
-        return Finished(
-            dep.name,
-            len(outcome.attempts),
-            cost,
-            usage.total_tokens,
-            committed if self.durable_answers else None,
-        )
+        return Finished(dep.name, len(outcome.attempts), cost, usage.total_tokens)
 
     def overhead(self, route: str, seconds: float) -> None:
         self.metrics.child(self.metrics.overhead, route).observe(max(0.0, seconds))
@@ -148,7 +137,7 @@ class Accounting:
         self.metrics.child(self.metrics.requests, req.tenant, route or "-", "-", str(status)).inc()
         self.ledger.record(
             LedgerRow(
-                id=req.id,
+                id=req.row_id or req.id,
                 ts=time.time(),
                 tenant=req.tenant,
                 route=route,
@@ -169,5 +158,6 @@ class Accounting:
                 error_code=code,
                 stream=bool(req.body.get("stream")),
                 key_id=req.key.id if req.key else None,
+                request_id=req.id,
             )
         )

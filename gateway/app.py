@@ -136,7 +136,7 @@ def build_app(
     ledger = Ledger(db)
     keys = KeyStore(db)
     budgets = shared.budgets
-    accounting = Accounting(metrics, ledger, durable_answers=settings.ledger_durable)
+    accounting = Accounting(metrics, ledger)
     admission = Admission(budgets, shared.limiter, metrics)
     gateway = Gateway(store, breakers, accounting, FallbackRunner(breakers, metrics), admission)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from gateway.database import Database
 from gateway.keys import KeyStore
+from gateway.ledger import recover_spool
 from gateway.reports import GROUPS, closed_dependency, render, spend_report
 
 DEFAULT_LEDGER = os.environ.get("GATEWAY_LEDGER", "var/ledger.sqlite3")
@@ -84,6 +85,7 @@ def run_keys(args: argparse.Namespace) -> int:
 def run_report(args: argparse.Namespace) -> int:
     db = Database(args.ledger)
     db.migrate()
+    recover_spool(db)  # rows a stopped or crashed gateway left in its spool count too
     since = _timestamp(args.since) if args.since else _month_start()
     until = _timestamp(args.until) if args.until else None
     if args.audit:

@@ -69,6 +69,13 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX IF NOT EXISTS requests_tenant_ts ON requests (tenant, ts);
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE requests ADD COLUMN request_id TEXT;
+        CREATE INDEX IF NOT EXISTS requests_request_id ON requests (request_id);
+        """,
+    ),
 ]
 
 

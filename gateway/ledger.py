@@ -1,10 +1,11 @@
-"""The ledger: one row per request, in SQLite (WAL) or PostgreSQL, written by a background thread.
+"""The ledger: one row per request, in SQLite (WAL) or PostgreSQL.
 
-`record()` only puts the row on a queue, so the event loop never blocks on the disk. The writer commits
-in small batches as soon as rows arrive (group commit) and then resolves each row's `committed` future.
-The gateway awaits that future before it sends a successful answer, so an answer a client received has
-its row even after a `kill -9` (WAL with synchronous=NORMAL survives a process crash); error answers are
-not held back. `aclose()` flushes everything on a clean stop.
+`record()` appends the row to this process's spool file (gateway/spool.py): one `os.write` on the event
+loop, ~1 µs. Once it returns, the row survives a `kill -9` of the gateway, so an answer can leave at
+once: every request that got an answer has its row. A background thread moves spooled rows into the
+database every `interval_s` (or on `flush()`) in one transaction per batch, so the database costs the
+event loop nothing per request. At start the spool files of dead processes are ingested before
+anything reads the ledger; `aclose()` ingests everything and removes this process's file.
 
 Example::
 
@@ -16,11 +17,11 @@ Example::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import hashlib
 import logging
 import operator
-import queue
+import os
 import sqlite3
 import threading
 import time
@@ -28,11 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
+
+from gateway import spool
 from gateway.database import Database
 
 log = logging.getLogger("gateway.ledger")
 
-_BATCH = 512
+ROTATE_BYTES = 16 << 20  # a spool file is ingested and replaced past this size
 
 
 @dataclass(slots=True)
@@ -58,121 +62,196 @@ class LedgerRow:
     error_code: str | None
     stream: bool
     key_id: str | None = None
+    # What the caller saw in x-request-id; `id` is unique per row even when a caller reuses its ids.
+    request_id: str | None = None
 
 
 _COLUMNS = [f.name for f in dataclasses.fields(LedgerRow)]
 _row_values = operator.attrgetter(*_COLUMNS)
+_BOOL_COLUMNS = tuple(i for i, f in enumerate(dataclasses.fields(LedgerRow)) if f.type == "bool")
 _INSERT = (
     f"INSERT INTO requests ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
     "ON CONFLICT (id) DO NOTHING"
 )
 
 
+def spool_dir_for(db: Database) -> Path:
+    """Where a ledger's spool lives: beside a SQLite file; for PostgreSQL under GATEWAY_LEDGER_SPOOL (or
+    var/ledger-spool), in a folder per database so two ledgers never ingest each other's rows."""
+    if db.dialect == "sqlite":
+        return Path(db.url + ".spool")
+    base = Path(os.environ.get("GATEWAY_LEDGER_SPOOL") or "var/ledger-spool")
+    return base / hashlib.sha256(db.url.encode()).hexdigest()[:16]
+
+
+def encode(row: LedgerRow) -> bytes:
+    values = list(_row_values(row))
+    for i in _BOOL_COLUMNS:  # PostgreSQL's INTEGER columns take 0/1, not true/false
+        values[i] = int(values[i])
+    return orjson.dumps(values) + b"\n"
+
+
 class Ledger:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        spool_dir: Path | None = None,
+        interval_s: float = 0.2,
+        rotate_bytes: int = ROTATE_BYTES,
+    ) -> None:
         self.db = db
-        self._queue: queue.SimpleQueue[tuple[LedgerRow, asyncio.Future[None] | None] | None] = (
-            queue.SimpleQueue()
-        )
+        self.spool_dir = spool_dir or spool_dir_for(db)
+        self.interval_s = interval_s
+        self.rotate_bytes = rotate_bytes
+        self._spool: spool.SpoolFile | None = None
+        self._sealed: list[spool.SpoolFile] = []
+        self._offset = 0  # bytes of the current spool file already in the database
+        self._lock = threading.Lock()  # appends and file swaps
+        self._state = threading.Condition()
+        self._recorded = 0
+        self._ingested = 0
+        self._wake = threading.Event()
+        self._stop = False
         self._thread: threading.Thread | None = None
-        self._written = 0
-        self._idle = threading.Condition()
-        self._pending = 0
         self._writer = _WriterConnection(db)
 
     def start(self) -> None:
+        """Migrate, ingest what dead processes left in the spool, then start the ingesting thread."""
         self.db.migrate()
-        self._thread = threading.Thread(target=self._run, name="ledger-writer", daemon=True)
+        spool.recover(self.spool_dir, self._writer.insert)
+        self._spool = spool.SpoolFile.create(self.spool_dir)
+        self._offset = 0
+        self._thread = threading.Thread(target=self._run, name="ledger-ingest", daemon=True)
         self._thread.start()
 
-    def record(self, row: LedgerRow) -> asyncio.Future[None] | None:
-        """Queue the row; inside an event loop, return a future resolved once the row is committed."""
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        committed = loop.create_future() if loop is not None else None
-        with self._idle:
-            self._pending += 1
-        self._queue.put((row, committed))
-        return committed
+    def record(self, row: LedgerRow) -> None:
+        """Append the row to the spool; when this returns the row is safe from a crash of the process."""
+        line = encode(row)
+        with self._lock:
+            current = self._spool
+            if current is None:
+                raise RuntimeError("the ledger is not started")
+            current.append(line)
+            self._recorded += 1
+            if current.size >= self.rotate_bytes:
+                self._rotate(current)
+
+    def _rotate(self, current: spool.SpoolFile) -> None:
+        # Under self._lock: later appends go to a new file; the thread ingests the old one to its end.
+        self._spool = spool.SpoolFile.create(self.spool_dir)
+        self._sealed.append(current)
+        self._wake.set()
 
     def _run(self) -> None:
-        try:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                stop = False
-                while len(batch) < _BATCH:
-                    try:
-                        nxt = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if nxt is None:
-                        stop = True
-                        break
-                    batch.append(nxt)
-                self._write(batch)
-                if stop:
-                    return
-        finally:
-            self._writer.close()
+        while True:
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            stop = self._stop
+            try:
+                self._ingest()
+            except Exception:  # the thread must survive anything; rows stay in the spool for the next pass
+                log.exception("ledger: ingesting the spool failed; retrying")
+                time.sleep(min(1.0, self.interval_s * 5))
+            if stop:
+                return
 
-    def _write(self, queued: list[tuple[LedgerRow, asyncio.Future[None] | None]]) -> None:
-        batch = [row for row, _ in queued]
-        # attrgetter, not dataclasses.astuple: astuple deep-copies every value (~2% of a core under load).
-        rows = [tuple(int(v) if isinstance(v, bool) else v for v in _row_values(r)) for r in batch]
+    def _ingest(self) -> None:
+        """Move complete spooled rows into the database; sealed files first, then the current one."""
+        with self._lock:
+            sealed = list(self._sealed)
+            current = self._spool
+        for old in sealed:
+            rows, _ = spool.read_rows(old.path, self._offset)
+            self._insert(rows)
+            old.close()
+            old.path.unlink(missing_ok=True)
+            with self._lock:
+                self._sealed.remove(old)
+            self._offset = 0
+        if current is None:
+            return
+        rows, offset = spool.read_rows(current.path, self._offset)
+        self._insert(rows)
+        self._offset = offset  # only once the rows are in: a failed pass reads them again
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
         # Another process (a report, a second worker) may hold the lock, or the server may be restarting:
-        # retry those; any other error is a bug and is logged at once with the ids of the rows it cost.
-        for delay in (0.0, 0.05, 0.2, 1.0, 2.0, 5.0):
+        # retry those a few times, then raise so the rows stay in the spool for the next pass.
+        for delay in (0.0, 0.05, 0.2, 1.0):
             time.sleep(delay)
             try:
                 self._writer.insert(rows)
                 break
-            except Exception as exc:  # sqlite3 and psycopg errors alike must not kill the writer thread
+            except Exception as exc:  # sqlite3 and psycopg errors alike
                 if type(exc).__name__ not in ("OperationalError", "InterfaceError"):
                     log.error(
-                        "ledger: %d rows could not be written (%s): %s", len(rows), exc, [r.id for r in batch]
+                        "ledger: %d rows could not be written (%s): %s", len(rows), exc, [r[0] for r in rows]
                     )
-                    break
+                    break  # not transient: retrying cannot help, and must not block the rows behind them
                 log.warning("ledger write failed (%s), retrying", type(exc).__name__)
         else:
-            log.error("ledger: %d rows could not be written: %s", len(rows), [r.id for r in batch])
-        with self._idle:
-            self._pending -= len(batch)
-            self._written += len(batch)
-            self._idle.notify_all()
-        for _, committed in queued:  # resolved even when the write failed: the answer must not hang
-            if committed is not None:
-                _resolve(committed)
+            raise RuntimeError(f"ledger database unavailable; {len(rows)} rows wait in the spool")
+        with self._state:
+            self._ingested += len(rows)
+            self._state.notify_all()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Block until every recorded row is committed (tests and shutdown)."""
-        with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+        """Block until every row recorded so far is in the database (tests, reports, shutdown)."""
+        target = self._recorded
+        deadline = time.monotonic() + timeout
+        with self._state:
+            while self._ingested < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._thread is None:
+                    return False
+                self._wake.set()
+                self._state.wait(min(left, 0.05))
+        return True
 
     async def aflush(self, wait_s: float = 10.0) -> bool:
         return await asyncio.to_thread(self.flush, wait_s)
 
     async def aclose(self) -> None:
-        if self._thread is None:
+        """Ingest everything, stop the thread, and remove this process's spool file once it is empty."""
+        thread = self._thread
+        if thread is None:
             return
-        self._queue.put(None)
-        await asyncio.to_thread(self._thread.join, 30)
+        self._stop = True
+        self._wake.set()
+        await asyncio.to_thread(thread.join, 30)
         self._thread = None
+        with self._lock:
+            current, self._spool = self._spool, None
+        if current is not None:
+            current.close()
+            if self._ingested >= self._recorded:
+                current.path.unlink(missing_ok=True)
+            else:  # the database was down: the next start recovers the rows from the file
+                log.error("ledger: %d rows left in %s", self._recorded - self._ingested, current.path)
+        self._writer.close()
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.db.query(sql, params)
 
 
-class _WriterConnection:
-    """The writer thread's SQLite connection, opened once and reused for every batch.
+def recover_spool(db: Database) -> int:
+    """Ingest the spool files of stopped or crashed gateways (for `gateway report` and tools)."""
+    writer = _WriterConnection(db)
+    try:
+        return spool.recover(spool_dir_for(db), writer.insert)
+    finally:
+        writer.close()
 
-    Under load batches hold a few rows each, and opening SQLite (and setting WAL) per batch cost about a
-    fifth of a core at 16 concurrent requests (py-spy, bench/RESULTS.md). A failed write drops the
-    connection, so the retry opens a fresh one. PostgreSQL keeps its connection per batch.
+
+class _WriterConnection:
+    """The ingesting thread's SQLite connection, opened once and reused for every batch.
+
+    Opening SQLite (and setting WAL) per batch cost about a fifth of a core under load (py-spy,
+    bench/RESULTS.md). A failed write drops the connection, so the retry opens a fresh one. PostgreSQL
+    keeps its connection per batch.
     """
 
     def __init__(self, db: Database) -> None:
@@ -180,6 +259,9 @@ class _WriterConnection:
         self._conn: sqlite3.Connection | None = None
 
     def insert(self, rows: list[tuple[Any, ...]]) -> None:
+        width = len(_COLUMNS)
+        if any(len(r) != width for r in rows):  # spooled by an older version: columns it did not have
+            rows = [(r + (None,) * width)[:width] for r in rows]
         if self.db.dialect != "sqlite":
             with self.db.connect() as conn:
                 self.db.executemany(conn, _INSERT, rows)
@@ -205,16 +287,3 @@ class _WriterConnection:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-def _resolve(committed: asyncio.Future[None]) -> None:
-    loop = committed.get_loop()
-    if loop.is_closed():
-        return
-    with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
-        loop.call_soon_threadsafe(_set_done, committed)
-
-
-def _set_done(committed: asyncio.Future[None]) -> None:
-    if not committed.done():
-        committed.set_result(None)

@@ -44,6 +44,8 @@ class Request:
     tenant: str
     received: float
     key: ApiKey | None = None
+    # The ledger row's id: `id` itself unless the caller chose it (callers may reuse theirs).
+    row_id: str = ""
 
 
 @dataclass(slots=True)
@@ -102,14 +104,15 @@ class Gateway:
                     code="wrong_modality",
                 )
             headers = _tenant_defaults(policy, req.tenant, name, req.headers)
+            texts = texts_of(req.modality, req.body)
             signals = extract_signals(
                 route,
                 req.modality,
                 headers,
-                texts_of(req.modality, req.body),
+                texts,
                 tenant=req.tenant,
                 detector=loaded.detector,
-                estimate=estimate_usage(req.modality, req.body),
+                estimate=estimate_usage(req.modality, req.body, texts),
             )
             plan = plan_route(route, signals, policy, health=self.health(), today=self.today())
             tokens = signals.estimate.prompt_tokens + signals.estimate.output_tokens
@@ -145,8 +148,6 @@ class Gateway:
         text = _answer_text(body) if req.modality is Modality.CHAT else ""
         done = self.accounting.finished(req, prep, outcome, outcome.value.usage, streamed_text=text)
         prep.ticket.settle(done.cost_usd, done.tokens)
-        if done.committed is not None:
-            await done.committed  # the answer leaves only once its ledger row is on disk
         self._overhead(req, prep, outcome)
         return Answer(body, self.headers(req, prep, done, basis="actual"))
 
@@ -249,14 +250,15 @@ def explain_plan(
 ) -> JSON:
     """The candidates, the signals, what each rule removed or reordered, and the order that would be tried."""
     modality = policy.route_modality(route)
+    texts = texts_of(modality, body)
     signals = extract_signals(
         route,
         modality,
         headers,
-        texts_of(modality, body),
+        texts,
         tenant=tenant,
         detector=detector,
-        estimate=estimate_usage(modality, body),
+        estimate=estimate_usage(modality, body, texts),
     )
     summary = {
         "classification": signals.classification.value,
@@ -313,14 +315,14 @@ def texts_of(modality: Modality, body: JSON) -> list[str]:
     return [inp] if isinstance(inp, str) else [s for s in inp or [] if isinstance(s, str)]
 
 
-def estimate_usage(modality: Modality, body: JSON) -> UsageEstimate:
+def estimate_usage(modality: Modality, body: JSON, texts: list[str] | None = None) -> UsageEstimate:
     if modality is Modality.IMAGE:
         n = int(body.get("n") or 1)
         size = str(body.get("size") or "1024x1024")
         w, _, h = size.partition("x")
         mp = (int(w) * int(h) / 1e6) if w.isdigit() and h.isdigit() else 1.048576
         return UsageEstimate(images=n, megapixels=mp * n)
-    chars = sum(len(t) for t in texts_of(modality, body))
+    chars = sum(len(t) for t in (texts if texts is not None else texts_of(modality, body)))
     prompt = chars // 3 + 8  # conservative: real tokenizers average ~4 characters a token
     if modality is Modality.EMBEDDING:
         return UsageEstimate(prompt_tokens=prompt)

@@ -16,8 +16,6 @@ class Settings:
     watch_policy: bool = True
     watch_interval_s: float = 1.0
     keys_refresh_s: float = 2.0
-    # Successful answers wait for their ledger row's commit; GATEWAY_LEDGER_DURABLE=0 trades that for latency.
-    ledger_durable: bool = True
     # redis://host:port/db shared by replicas (breakers, retired deployments, rate limits, budgets);
     # None keeps all of it in this process.
     redis_url: str | None = None
@@ -30,7 +28,6 @@ class Settings:
             ledger_path=os.environ.get("GATEWAY_LEDGER", "var/ledger.sqlite3"),
             admin_key=os.environ.get("GATEWAY_ADMIN_KEY") or None,
             watch_policy=os.environ.get("GATEWAY_WATCH_POLICY", "1") != "0",
-            ledger_durable=os.environ.get("GATEWAY_LEDGER_DURABLE", "1") != "0",
             redis_url=os.environ.get("GATEWAY_REDIS_URL") or None,
             redis_prefix=os.environ.get("GATEWAY_REDIS_PREFIX") or "hgw:",
         )

@@ -67,9 +67,7 @@ class OpenStream:
                     yield b"data: " + orjson.dumps(out) + b"\n\n"
                 chunk = await anext(self.rest, None)
             finished = True
-            done = self.finish(usage, "".join(text), None, 200)
-            if done.committed is not None:
-                await done.committed  # [DONE] only once the ledger row is on disk
+            done = self.finish(usage, "".join(text), None, 200)  # its ledger row is spooled: [DONE] may go
             # An SSE comment: ignored by OpenAI clients, readable by anyone who wants the final cost.
             yield f": x-gateway-cost-usd={done.cost_usd:.8f}\n\n".encode()
             yield b"data: [DONE]\n\n"

@@ -90,7 +90,8 @@ async def test_no_plaintext_key_at_rest_or_in_logs(
         assert resp.status_code == 401 and secret not in resp.text
         metrics = (await h.http.get("/metrics")).text
         await h.ledger_rows()
-    blobs = b"".join(p.read_bytes() for p in tmp_path.glob("ledger.sqlite3*"))
+    stored = [p for p in tmp_path.rglob("*") if p.is_file() and "ledger.sqlite3" in str(p)]  # db, WAL, spool
+    blobs = b"".join(p.read_bytes() for p in stored)
     for needle in (key, secret, "sk-vendor-SECRET"):
         assert needle.encode() not in blobs
         assert needle not in caplog.text

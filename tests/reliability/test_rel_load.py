@@ -41,5 +41,6 @@ async def test_rel_kill_9_under_load_leaves_a_readable_complete_ledger(tmp_path:
     # The gateway came back: requests after the restart were served and recorded.
     after = [r for r in report.results[report.killed_at + CLIENTS :] if r.status]
     assert after and all(r.ok for r in after), summary
-    # The loss is bounded by the writer's window: at most the requests in flight around the kill.
-    assert len(report.missing) <= CLIENTS, summary
+    # Every answered request has its row: rows are spooled before the answer leaves, and the restarted
+    # gateway ingests what the killed one left in its spool (gateway/spool.py).
+    assert not report.missing, summary
