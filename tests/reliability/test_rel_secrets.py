@@ -107,8 +107,9 @@ async def exercise(
                     seen.append(f"{resp.status_code} {dict(resp.headers)}\n".encode() + resp.content)
     places = {f"response #{i}": b for i, b in enumerate(seen)}
     places["gateway log"] = (tmp / "gw.log").read_bytes()
-    for f in tmp.glob("ledger.sqlite3*"):
-        places[f.name] = f.read_bytes()
+    for f in tmp.rglob("*"):
+        if f.is_file() and "ledger.sqlite3" in str(f):  # the database, its WAL, the spool
+            places[str(f.relative_to(tmp))] = f.read_bytes()
     return places, needles(client_key), [r.headers.get("Authorization", "") for r in primary.received]
 
 
