@@ -36,7 +36,7 @@ from gateway.pricing import DEFAULT_DEVICE_SECONDS, IMAGE_TOKENS_PER_MEGAPIXEL
 from gateway.signals import Signals, UsageEstimate
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, frozen=True)
 class Removal:
     deployment: str
     reason: str
@@ -118,6 +118,18 @@ def _matches(w: Condition, signals: Signals) -> bool:
     return not (w.modality is not None and signals.modality not in w.modality)
 
 
+_RulesKey = tuple[object, ...]
+# What _apply_rules leaves: alive, strategy, preferences, and the removals, notes and requirements it added.
+_Applied = tuple[
+    tuple[int, ...],
+    Strategy,
+    tuple[tuple[str, Requirement], ...],
+    tuple[Removal, ...],
+    tuple[str, ...],
+    tuple[Requirement, ...],
+]
+
+
 class _Compiled:
     """What routing needs about one route of one policy that does not depend on the request, built once.
 
@@ -126,6 +138,7 @@ class _Compiled:
     """
 
     __slots__ = (
+        "applied",
         "deprecated",
         "deps",
         "latency",
@@ -148,7 +161,8 @@ class _Compiled:
         self.prices = [_price_terms(d, policy.providers[d.provider]) for d in self.deps]
         self.deprecated = [(i, d.deprecation_date) for i, d in enumerate(self.deps) if d.deprecation_date]
         self.rules = [(rule, rule.label(i)) for i, rule in enumerate(route.rules)]
-        self.matched: dict[tuple[object, ...], list[tuple[Rule, str]]] = {}
+        self.matched: dict[_RulesKey, tuple[list[tuple[Rule, str]], bool]] = {}
+        self.applied: dict[tuple[_RulesKey, tuple[int, ...]], _Applied] = {}
         self.tables: dict[int, tuple[Requirement, list[str | None], list[str | None], list[str | None]]] = {}
 
     def costs(self, est: UsageEstimate) -> list[float]:
@@ -176,15 +190,17 @@ class _Compiled:
             out.append(cost)
         return out
 
-    def rules_for(self, signals: Signals) -> list[tuple[Rule, str]]:
+    def rules_for(self, signals: Signals) -> tuple[list[tuple[Rule, str]], _RulesKey, bool]:
+        """The rules matching `signals`, their cache key, and whether none of them depends on cost."""
         key = (signals.classification, bool(signals.pii), signals.quality, signals.tenant, signals.modality)
         found = self.matched.get(key)
         if found is None:
-            found = [(rule, label) for rule, label in self.rules if _matches(rule.when, signals)]
+            rules = [(rule, label) for rule, label in self.rules if _matches(rule.when, signals)]
+            cost_free = not any(r.require and r.require.max_cost_usd is not None for r, _ in rules)
             if len(self.matched) >= _MATCH_CACHE:
                 self.matched.clear()
-            self.matched[key] = found
-        return found
+            found = self.matched[key] = (rules, cost_free)
+        return found[0], key, found[1]
 
     def table(self, req: Requirement) -> tuple[list[str | None], list[str | None], list[str | None]]:
         """Per candidate: the reason before the cost check, after it, and either (when cost plays no part)."""
@@ -344,16 +360,32 @@ def _request_ceilings(
 def _apply_rules(
     c: _Compiled, signals: Signals, plan: RoutingPlan, alive: list[int], costs: list[float]
 ) -> tuple[list[int], Strategy, list[tuple[str, Requirement]]]:
-    """Step 4: the route's rules in order. Returns what is left, the strategy, and the preferences."""
+    """Step 4: the route's rules in order. Returns what is left, the strategy, and the preferences.
+
+    When no matched `require` carries a cost ceiling, the outcome depends only on the matched rules and
+    on who is still alive, so it is kept per (rules, alive) and replayed: requests of one class (tenant,
+    classification, ...) then pay for the rules once, not on every call.
+    """
+    rules, key, cost_free = c.rules_for(signals)
+    memo_key = (key, tuple(alive)) if cost_free else None
+    if memo_key is not None:
+        memo = c.applied.get(memo_key)
+        if memo is not None:
+            plan.removed.extend(memo[3])
+            plan.notes.extend(memo[4])
+            plan.hard.extend(memo[5])
+            return list(memo[0]), memo[1], list(memo[2])
+    removed_before, notes_before, hard_before = len(plan.removed), len(plan.notes), len(plan.hard)
     route, names = c.route, c.names
-    strategy, preferred = route.strategy, []
-    for rule, label in c.rules_for(signals):
+    strategy = route.strategy
+    preferred: list[tuple[str, Requirement]] = []
+    for rule, label in rules:
         if rule.deny is not None:
             raise PolicyDenied(f"route {route.name!r} refused this request ({label}): {rule.deny}")
         if rule.require is not None:
             plan.hard.append(rule.require)
             why = c.reasons(rule.require, alive, costs)
-            kept = []
+            kept: list[int] = []
             for i, w in zip(alive, why, strict=True):
                 if w:
                     plan.removed.append(Removal(names[i], f"{label} requires: {w}"))
@@ -365,4 +397,15 @@ def _apply_rules(
             plan.notes.append(f"{label}: order by {rule.prefer}")
         elif rule.prefer is not None:
             preferred.append((label, rule.prefer))
+    if memo_key is not None:
+        if len(c.applied) >= _MATCH_CACHE:
+            c.applied.clear()
+        c.applied[memo_key] = (
+            tuple(alive),
+            strategy,
+            tuple(preferred),
+            tuple(plan.removed[removed_before:]),
+            tuple(plan.notes[notes_before:]),
+            tuple(plan.hard[hard_before:]),
+        )
     return alive, strategy, preferred

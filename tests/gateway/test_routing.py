@@ -144,3 +144,32 @@ def test_plan_is_pure_and_explains_itself() -> None:
     )
     assert [d.name for d in plan.order] == ["closed-cheap", "open-local"]
     assert plan.explain()["removed"] == [{"deployment": "closed-best", "reason": "retired: gone"}]
+
+
+def test_replayed_rule_outcomes_equal_a_fresh_plan() -> None:
+    """Rule outcomes are replayed per request class (gateway/routing.py); they must equal a cold plan."""
+    text = hybrid_policy_text(vendor="http://a/v1", vendor2="http://b/v1", local="http://c/v1")
+    warm, cold_text = parse_policy(text), text
+
+    def outcome(policy: object, signals: Signals, health: dict[str, str]) -> object:
+        assert isinstance(policy, type(warm))
+        try:
+            plan = plan_route(
+                policy.routes["chat"], signals, policy, health=health, today=dt.date(2026, 1, 1)
+            )
+        except Exception as exc:  # PolicyDenied / NoEligibleDeployment: compare the refusal too
+            return (type(exc).__name__, str(exc))
+        return plan.explain(), [r.min_quality for r in plan.hard]
+
+    checked = 0
+    for tenant in ("default", "free"):
+        for cls in Classification:
+            for health in ({}, {"closed-best": "retired: gone"}, {"open-local": "retired: gone"}):
+                for estimate in (UsageEstimate(10, 10), UsageEstimate(200_000, 8_000)):
+                    signals = Signals(cls, frozenset(), None, None, None, Modality.CHAT, tenant, estimate)
+                    first = outcome(warm, signals, health)
+                    replayed = outcome(warm, signals, health)
+                    cold = outcome(parse_policy(cold_text), signals, health)  # new policy: nothing cached
+                    assert first == replayed == cold, (tenant, cls, health, estimate)
+                    checked += 1
+    assert checked == 2 * len(Classification) * 3 * 2
