@@ -28,7 +28,7 @@ from bench.stats import LoadResult, median_result
 from bench.ttft import measure_ttft
 from bench.upstream import nginx_available, start_upstream
 
-ALL_TARGETS = "a,b,c,d,e"
+ALL_TARGETS = "a,b,c,d,e,f"
 
 
 def _log(message: str) -> None:
@@ -40,7 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument(
-        "--smoke", action="store_true", help="tiny counts, (a)(b)(e), Python load generator, aiohttp upstream"
+        "--smoke",
+        action="store_true",
+        help="tiny counts, (a)(b)(e)(f), Python load generator, aiohttp upstream",
     )
     p.add_argument("--only", default=None, help=f"targets to run, from {ALL_TARGETS}")
     p.add_argument("--connections", default=None, help="concurrency levels, e.g. 1,16,64")
@@ -60,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-work", action="store_true", help="keep the work directory (configs, server logs)")
     args = p.parse_args(argv)
     if args.smoke:
-        args.only = args.only or "a,b,e"
+        args.only = args.only or "a,b,e,f"
         args.connections = args.connections or "1,4"
         args.duration = args.duration or 0.5
         args.ttft_samples = args.ttft_samples or 5
@@ -96,6 +98,7 @@ def start_targets(keys: list[str], upstream: Server, work: Path, notes: list[str
             "Portkey", t.ensure_portkey, lambda entry: t.portkey(upstream, work, entry), notes
         ),
         "e": lambda: t.gateway(upstream, work),
+        "f": lambda: t.passthrough(upstream, work, client="http1"),
     }
     for key in keys:
         _log(f"starting ({key})")

@@ -73,21 +73,20 @@ def direct(upstream: Server) -> Target:
     )
 
 
-def passthrough(upstream: Server, work: Path) -> Target:
+def passthrough(upstream: Server, work: Path, client: str = "aiohttp") -> Target:
+    """(b) with aiohttp's client, the issue's reference; (f) with the gateway's own client."""
     port = free_port()
     argv = [
-        sys.executable,
-        "-m",
-        "bench.passthrough",
-        "--port",
-        str(port),
-        "--upstream",
-        f"http://127.0.0.1:{upstream.port}",
-    ]
-    server = Server("passthrough", argv, port, cwd=REPO_ROOT, log=work / "passthrough.log")
+        sys.executable, "-m", "bench.passthrough", "--port", str(port),
+        "--upstream", f"http://127.0.0.1:{upstream.port}", "--client", client,
+    ]  # fmt: skip
+    name = "passthrough" if client == "aiohttp" else f"passthrough-{client}"
+    server = Server(name, argv, port, cwd=REPO_ROOT, log=work / f"{name}.log")
     server.start()
     plain, stream = _openai_endpoints(port)
-    return Target("b", "bare passthrough (uvicorn+uvloop+httptools+aiohttp)", plain, stream, server)
+    if client == "aiohttp":
+        return Target("b", "bare passthrough (uvicorn+uvloop+httptools+aiohttp)", plain, stream, server)
+    return Target("f", "bare passthrough on the gateway's client (providers/http1.py)", plain, stream, server)
 
 
 BENCH_POLICY = """

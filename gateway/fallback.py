@@ -203,11 +203,9 @@ class FallbackRunner:
     ) -> T:
         started = self.clock()
         try:
-            if getattr(provider, "enforces_timeouts", False):
+            # Providers enforce their own timeouts; this outer bound catches one that does not.
+            async with asyncio.timeout(ctx.timeout_s + 0.5):
                 value = await call(provider, dep, ctx)
-            else:  # an outer bound for a provider that may not stop at its own timeout
-                async with asyncio.timeout(ctx.timeout_s + 0.5):
-                    value = await call(provider, dep, ctx)
         except TimeoutError:
             error = UpstreamError(ErrorKind.TIMEOUT, f"no answer from {dep.name} within {ctx.timeout_s:.1f}s")
             self._record(dep, walk, started, error)

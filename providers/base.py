@@ -72,9 +72,6 @@ class Provider(Protocol):
 
     `body` arguments are the client's validated request as a dict; the provider replaces `model` with
     the deployment's upstream model and may drop fields its upstream does not accept.
-
-    A provider whose calls always end within `ctx.timeout_s` (with a TIMEOUT UpstreamError) may set a
-    class attribute `enforces_timeouts = True`; the fallback runner then adds no outer timer of its own.
     """
 
     kind: ClassVar[str]

@@ -29,9 +29,10 @@ def test_bench_smoke_prints_a_table() -> None:
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     report = out.stdout
     assert "| target | conns | req/s |" in report
-    for label in ("(a) direct to upstream (aiohttp)", "(b) bare passthrough", "(e) hybrid-gateway"):
+    labels = ("(a) direct to upstream (aiohttp)", "(b) bare passthrough", "(e) hybrid-gateway", "(f) bare passthrough")
+    for label in labels:
         assert sum(label in line for line in report.splitlines()) >= 3, label  # 2 load rows + 1 TTFT row
     assert "load generator: Python" in report
     load_rows = [line.strip("|").split("|") for line in report.splitlines() if line.startswith("| (")]
     errors = [cells[8].strip() for cells in load_rows if len(cells) == 10]  # the load table's errors column
-    assert len(errors) == 6 and all(e == "0" for e in errors), report
+    assert len(errors) == 8 and all(e == "0" for e in errors), report
