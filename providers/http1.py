@@ -711,7 +711,14 @@ class _StreamContext:
         conn = response._detach()
         if conn is None:
             return
-        done = et is None and conn.complete and conn.keep_alive and conn.error is None and not conn.buf
+        done = et is None and conn.complete and conn.keep_alive and conn.error is None
+        if done:
+            # The answer is whole, so the connection is clean: body bytes the reader chose not to take
+            # (the blank line after an SSE `[DONE]`) are dropped rather than costing a new connection.
+            conn.buf.clear()
+            if conn.paused and conn.transport is not None:
+                conn.paused = False
+                conn.transport.resume_reading()
         try:
             self._client._finish(conn, done)
         finally:

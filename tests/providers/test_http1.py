@@ -628,6 +628,25 @@ async def test_stream_lines_split_across_chunks_and_reuse() -> None:
         assert client.in_use == 0
 
 
+async def test_stream_left_at_done_is_reused_once_its_answer_is_whole() -> None:
+    async def whole(writer: asyncio.StreamWriter, req: Request) -> bool:
+        # The whole answer in one write, as a fast upstream sends it: the reader stops at [DONE] and
+        # leaves the blank line after it (and the chunked terminator) unread.
+        writer.write(sse_head() + chunk(b"data: 1\n\ndata: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+        return True
+
+    async with upstream(whole) as server, client_for(server) as client:
+        for _ in range(3):
+            async with client.stream("POST", "/s", b"{}", {}, read_timeout_s=1) as resp:
+                async for line in resp:
+                    if line.startswith(b"data: [DONE]"):
+                        break
+                await asyncio.sleep(0.05)  # the terminator has arrived by now: the answer is whole
+        assert server.connections == 1  # pooled and reused, not a new connection per stream
+        assert client.in_use == 0
+
+
 async def test_stream_line_too_long() -> None:
     async def long_line(writer: asyncio.StreamWriter, req: Request) -> bool:
         writer.write(sse_head() + chunk(b"data: ok\n") + chunk(b"data: " + b"x" * 5000))
