@@ -72,18 +72,17 @@ class Accounting:
         usage = self._complete_usage(usage, prep, outcome, streamed_text)
         cost = actual_cost(dep, spec, usage)
         elapsed = self.clock() - req.received
-        labels = (req.tenant, prep.route.name, dep.provider, dep.name)
-        m = self.metrics
-        child = m.child
-        child(m.requests, req.tenant, prep.route.name, dep.name, str(status)).inc()
-        child(m.duration, prep.route.name).observe(elapsed)
-        child(m.cost, *labels).inc(cost)
+        counts = self.metrics.answered(req.tenant, prep.route.name, dep.provider, dep.name, status)
+        counts.requests.inc()
+        counts.duration.observe(elapsed)
+        counts.cost.inc(cost)
+        m, labels = self.metrics, counts.labels
         if usage.prompt_tokens:
-            child(m.tokens, *labels, "prompt").inc(usage.prompt_tokens)
+            m.child(m.tokens, *labels, "prompt").inc(usage.prompt_tokens)
         if usage.completion_tokens:
-            child(m.tokens, *labels, "completion").inc(usage.completion_tokens)
+            m.child(m.tokens, *labels, "completion").inc(usage.completion_tokens)
         if usage.images:
-            child(m.images, *labels).inc(usage.images)
+            m.child(m.images, *labels).inc(usage.images)
         # Spooled before the answer leaves: on disk for a crash of this process (gateway/ledger.py).
         self.ledger.record(
             LedgerRow(

@@ -25,10 +25,23 @@ class Caller:
     key: ApiKey | None
 
 
+def header_dict(http: HttpRequest) -> dict[str, str]:
+    """The request's headers as a plain dict (lowercase names; the first of repeated ones), built once per
+    request: Starlette's `Headers.get` scans and decodes the raw list on every lookup, and the request path
+    looks up about ten headers."""
+    found = http.scope.get("gateway.headers")
+    if found is None:
+        raw = http.scope["headers"]
+        found = {k.decode("latin-1"): v.decode("latin-1") for k, v in reversed(raw)}
+        http.scope["gateway.headers"] = found
+    return found
+
+
 def bearer(http: HttpRequest) -> str | None:
-    raw = http.headers.get("authorization")
+    headers = header_dict(http)
+    raw = headers.get("authorization")
     if raw is None:
-        return http.headers.get("api-key")  # Azure-style clients
+        return headers.get("api-key")  # Azure-style clients
     scheme, _, token = raw.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
 
@@ -55,7 +68,7 @@ def authenticate(http: HttpRequest, keys: KeyStore) -> Caller:
 
 
 def tenant_from_header(http: HttpRequest) -> str:
-    raw = http.headers.get("x-tenant")
+    raw = header_dict(http).get("x-tenant")
     if raw is None:
         return DEFAULT_TENANT
     tenant = raw.strip().lower()

@@ -8,6 +8,7 @@ counters are right whichever worker answers the scrape.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -20,10 +21,19 @@ _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerChildren:
+    labels: tuple[str, str, str, str]  # tenant, route, provider, deployment: for tokens and images
+    requests: Any
+    duration: Any
+    cost: Any
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._answered: dict[tuple[str, str, str, str, int], AnswerChildren] = {}
         r = self.registry
         usage_labels = ["tenant", "route", "provider", "deployment"]
         self.requests = Counter(
@@ -106,6 +116,22 @@ class Metrics:
             ["tenant", "kind"],
             registry=r,
         )
+
+    def answered(
+        self, tenant: str, route: str, provider: str, deployment: str, status: int
+    ) -> AnswerChildren:
+        """The children every answered request counts on, looked up once per label set (one dict lookup)."""
+        key = (tenant, route, provider, deployment, status)
+        found = self._answered.get(key)
+        if found is None:
+            labels = (tenant, route, provider, deployment)
+            found = self._answered[key] = AnswerChildren(
+                labels=labels,
+                requests=self.requests.labels(tenant, route, deployment, str(status)),
+                duration=self.duration.labels(route),
+                cost=self.cost.labels(*labels),
+            )
+        return found
 
     def child(self, metric: Any, *labels: str) -> Any:
         """`metric.labels(*labels)`, cached: prometheus-client takes a lock and rebuilds the label tuple on

@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect
 from starlette.requests import Request as HttpRequest
 from starlette.responses import Response
 
-from gateway.auth import authenticate
+from gateway.auth import authenticate, header_dict
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from gateway.policy import Modality
 from gateway.serving import Gateway, Request
@@ -64,14 +64,14 @@ def _new_id() -> str:
 def request_id(http: HttpRequest) -> str:
     rid = http.scope.get("gateway.request_id")
     if rid is None:
-        given = http.headers.get("x-request-id")
+        given = header_dict(http).get("x-request-id")
         rid = given if given and _SAFE_ID.match(given) else _new_id()
         http.scope["gateway.request_id"] = rid
     return str(rid)
 
 
 async def read_json(http: HttpRequest, limit: int) -> dict[str, Any]:
-    declared = http.headers.get("content-length")
+    declared = header_dict(http).get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     chunks: list[bytes] = []
@@ -123,5 +123,6 @@ async def parse(http: HttpRequest, schema: type[BaseModel], modality: Modality) 
     body = await read_json(http, gateway.store.current.policy.limits.max_body_bytes)
     validate(schema, body)
     # A caller may send the same x-request-id twice; each request still gets its own ledger row.
-    row_id = rid if rid.startswith("req_") and http.headers.get("x-request-id") != rid else _new_id()
-    return gateway, Request(rid, modality, body, http.headers, caller.tenant, received, caller.key, row_id)
+    headers = header_dict(http)
+    row_id = rid if rid.startswith("req_") and headers.get("x-request-id") != rid else _new_id()
+    return gateway, Request(rid, modality, body, headers, caller.tenant, received, caller.key, row_id)
