@@ -27,7 +27,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     LITELLM_LOCAL_MODEL_COST_MAP=True \
     GATEWAY_POLICY=/etc/hybrid-gateway/policy.yaml \
-    GATEWAY_LEDGER=/var/lib/hybrid-gateway/ledger.sqlite3
+    GATEWAY_LEDGER=/var/lib/hybrid-gateway/ledger.sqlite3 \
+    GATEWAY_LEDGER_SPOOL=/var/lib/hybrid-gateway/spool
 RUN groupadd --system --gid 10001 gateway \
  && useradd --system --uid 10001 --gid gateway --home-dir /var/lib/hybrid-gateway --shell /usr/sbin/nologin gateway \
  && mkdir -p /etc/hybrid-gateway /var/lib/hybrid-gateway \
