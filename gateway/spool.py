@@ -46,9 +46,18 @@ class SpoolFile:
     @classmethod
     def create(cls, directory: Path) -> SpoolFile:
         directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{os.getpid()}-{time.time_ns()}{SUFFIX}"
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "alive": recover() in other processes skips it
+        name = f"{os.getpid()}-{time.time_ns()}"
+        # Created under another name and locked before it gets its real one, so another process's
+        # recover() can never take a brand-new file for the spool of a dead process.
+        hidden, path = directory / f".{name}.new", directory / f"{name}{SUFFIX}"
+        fd = os.open(hidden, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # "alive": recover() elsewhere skips it
+            os.rename(hidden, path)
+        except BaseException:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            raise
         return cls(path, fd)
 
     def append(self, line: bytes) -> None:
