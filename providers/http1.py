@@ -402,11 +402,7 @@ class _Conn(asyncio.Protocol):
             self._end_of_body()
             return
         self.complete = True
-        waiter = self.waiter
-        if waiter is not None:
-            self.waiter = None
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake()
 
     def _end_of_body(self) -> None:
         if self.decoder is not None:
