@@ -2,7 +2,7 @@
 
 uvicorn + uvloop + httptools serving a raw ASGI callable that forwards the body to the upstream through
 one pooled keep-alive client and relays the answer (streams chunk by chunk). (b), the issue's reference,
-uses aiohttp's client; (f) uses the gateway's own client (providers/http1.py), so it is the limit for the
+uses aiohttp's client; (f) uses the gateway's own client (providers/http1/), so it is the limit for the
 stack the gateway actually runs on. Whatever the gateway costs beyond (f) is its own logic.
 
     python -m bench.passthrough --port 9001 --upstream http://127.0.0.1:9000 [--client http1]

@@ -86,7 +86,7 @@ def passthrough(upstream: Server, work: Path, client: str = "aiohttp") -> Target
     plain, stream = _openai_endpoints(port)
     if client == "aiohttp":
         return Target("b", "bare passthrough (uvicorn+uvloop+httptools+aiohttp)", plain, stream, server)
-    return Target("f", "bare passthrough on the gateway's client (providers/http1.py)", plain, stream, server)
+    return Target("f", "bare passthrough on the gateway's client (providers/http1/)", plain, stream, server)
 
 
 BENCH_POLICY = """

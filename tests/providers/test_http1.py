@@ -1,4 +1,4 @@
-"""providers/http1.py against real loopback servers: pooling, framing, decoding, failures, timeouts, streams.
+"""providers/http1/ against real loopback servers: pooling, framing, decoding, failures, timeouts, streams.
 
 Each test starts its own raw asyncio HTTP server (`Upstream`), which answers every request with a
 scripted handler that writes bytes straight to the socket -- so malformed answers, resets and stalls are
