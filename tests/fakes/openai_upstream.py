@@ -67,6 +67,10 @@ class Fault:
     def cut_stream(cls, after_chunks: int) -> Fault:
         return cls("cut", after_chunks=after_chunks)
 
+    @classmethod
+    def slow_stream(cls, seconds_per_chunk: float) -> Fault:
+        return cls("slow", seconds=seconds_per_chunk)
+
 
 @dataclass
 class Received:
@@ -84,6 +88,8 @@ class FakeOpenAI:
     base_url: str = ""
     # When set, a request whose bearer token differs gets OpenAI's 401 invalid_api_key (as the real API does).
     require_key: str | None = None
+    # Streams whose reader (the gateway) went away before the stream's end.
+    abandoned_streams: int = 0
 
     def script(self, model: str, *faults: Fault) -> None:
         self._scripts.setdefault(model, collections.deque()).extend(faults)
@@ -209,7 +215,13 @@ class FakeOpenAI:
                 return resp
             delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
-            await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            if fault.kind == "slow" and i > 0:
+                await asyncio.sleep(fault.seconds)
+            try:
+                await resp.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            except ConnectionError:
+                self.abandoned_streams += 1
+                return resp
         await resp.write(
             b"data: "
             + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})

@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from tests.conftest import hybrid_policy_text
-from tests.fakes.openai_upstream import FakeOpenAI
+from tests.fakes.openai_upstream import FakeOpenAI, Fault
 from tests.processes import free_port, serve_command
 
 pytestmark = pytest.mark.slow
@@ -147,3 +147,26 @@ def test_explain_shows_candidates_removals_and_order(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert '"order": [\n    "open-local"\n  ]' in result.stdout
     assert "privacy floor: data location vendor" in result.stdout
+
+
+async def test_a_client_leaving_mid_stream_stops_the_upstream_and_is_accounted(
+    tmp_path: Path, vendor: FakeOpenAI, vendor2: FakeOpenAI, local: FakeOpenAI
+) -> None:
+    vendor.script("big-model", Fault.slow_stream(0.5))  # 5 chunks, 0.5 s apart
+    path = policy_file(tmp_path, vendor, vendor2, local)
+    async with serve(path, tmp_path) as (base, _proc):
+        body = {"model": "chat", "messages": HELLO, "stream": True}
+        async with httpx.AsyncClient(timeout=10) as http:
+            async with http.stream("POST", base + "/v1/chat/completions", json=body) as resp:
+                assert resp.status_code == 200
+                async for line in resp.aiter_lines():
+                    if line.startswith("data: "):
+                        break  # one event read; leaving the block closes the connection
+        for _ in range(100):  # bounded: 5 s
+            if vendor.abandoned_streams:
+                break
+            await asyncio.sleep(0.05)
+        assert vendor.abandoned_streams == 1  # the gateway let go of the upstream, it did not read on
+    with sqlite3.connect(tmp_path / "ledger.sqlite3") as db:  # the clean stop ingested the spool
+        rows = db.execute("SELECT status, deployment, stream, completion_tokens FROM requests").fetchall()
+    assert rows == [(499, "closed-best", 1, rows[0][3])] and rows[0][3] >= 1  # what was streamed is paid for
