@@ -9,7 +9,7 @@ so no client can mistake a cut answer for a complete one.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,7 @@ class OpenStream:
     finish: Finish
     secrets: tuple[str, ...] = ()
 
-    async def sse(self) -> AsyncIterator[bytes]:
+    async def sse(self) -> AsyncGenerator[bytes, None]:
         usage: Usage | None = None
         text: list[str] = []
         finished = False
