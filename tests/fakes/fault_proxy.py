@@ -79,6 +79,7 @@ class FaultProxy:
     _script: collections.deque[ConnFault] = field(default_factory=collections.deque)
     _server: asyncio.Server | None = None
     _blackhole: list[socket.socket] = field(default_factory=list)
+    _held: socket.socket | None = None  # the port, bound but not listening, while refusing
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
     _stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -102,15 +103,38 @@ class FaultProxy:
         return self.port
 
     async def refuse(self) -> None:
-        """Stop listening: new connections are refused (open ones are left alone)."""
+        """Stop listening: new connections are refused (open ones are left alone).
+
+        The port stays bound, not listening, until `resume()` or `stop()`: a port given back to the kernel
+        can be handed to the next server started in the meantime (another test's fake, running in the same
+        loop), which would then answer in this proxy's place instead of the refusal."""
         if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+            server, self._server = self._server, None
+            server.close()  # closes the listening socket now (selector loop), so the port can be held at once
+            self._hold_port()  # no await in between: no other task can bind the port first
+            await server.wait_closed()
+
+    def _hold_port(self) -> None:
+        if self._held is not None:
+            return
+        held = socket.socket()
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held.bind(("127.0.0.1", self.port))
+        except OSError as exc:
+            held.close()
+            raise OSError(f"port {self.port} was taken as the proxy stopped listening: {exc}") from exc
+        self._held = held
+
+    def _release_port(self) -> None:
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
     async def blackhole(self) -> None:
         """Listen with a full accept queue that is never drained: new connects hang until they time out."""
         await self.refuse()
+        self._release_port()  # and bind it again at once, below, with no await in between
         lsock = socket.socket()
         lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         lsock.bind(("127.0.0.1", self.port))
@@ -131,7 +155,8 @@ class FaultProxy:
         if self._server is None:
             for _ in range(50):  # the port may linger briefly after a blackhole (bounded)
                 try:
-                    await self.start()
+                    await self.start()  # binds beside the held socket (both SO_REUSEADDR, it never listens)
+                    self._release_port()
                     return
                 except OSError:
                     await asyncio.sleep(0.05)
@@ -139,6 +164,7 @@ class FaultProxy:
 
     async def stop(self) -> None:
         await self.refuse()
+        self._release_port()
         for s in self._blackhole:
             s.close()
         self._blackhole.clear()
