@@ -1,8 +1,9 @@
-"""After a request: its real cost, its metrics and its ledger row, in one place.
+"""After a request: its real cost, its budget settlement, its metrics and its ledger row, in one place.
 
 Spend is never under-counted: when an upstream reports no usage, tokens are estimated from the text
 (and the row is marked estimated); a self-hosted upstream that reports no device-seconds is charged the
-wall time of the call.
+wall time of the call. The budget is settled before the row is written, so a row that cannot be written
+(LedgerUnavailable: the answer is then withheld) still leaves its cost counted.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ class Finished:
     deployment: str
     attempts: int
     cost_usd: float
-    tokens: int
 
 
 class Accounting:
@@ -71,6 +71,9 @@ class Accounting:
         spec = prep.loaded.policy.providers[dep.provider]
         usage = self._complete_usage(usage, prep, outcome, streamed_text)
         cost = actual_cost(dep, spec, usage)
+        # The budget learns the real cost first: if the row below cannot be written, the money was still
+        # spent upstream, and the reservation must not stay held.
+        prep.ticket.settle(cost, usage.total_tokens)
         elapsed = self.clock() - req.received
         counts = self.metrics.answered(req.tenant, prep.route.name, dep.provider, dep.name, status)
         counts.requests.inc()
@@ -110,7 +113,7 @@ class Accounting:
                 request_id=req.id,
             )
         )
-        return Finished(dep.name, len(outcome.attempts), cost, usage.total_tokens)
+        return Finished(dep.name, len(outcome.attempts), cost)
 
     def overhead(self, route: str, seconds: float) -> None:
         self.metrics.child(self.metrics.overhead, route).observe(max(0.0, seconds))

@@ -7,6 +7,7 @@
     ├── RouteNotFound         404     `model` names no route (code "model_not_found")
     ├── PayloadTooLarge       413
     ├── NoEligibleDeployment  503     every candidate was removed by a rule or is unavailable
+    ├── LedgerUnavailable     503     the request's ledger row could not be written: the answer is withheld
     ├── UpstreamError         ...     one provider call failed; `kind` says how (see ErrorKind)
     └── AllAttemptsFailed     ...     fallback ran out of candidates; status follows the last failure
 
@@ -106,6 +107,15 @@ class NoEligibleDeployment(GatewayError):
     status = 503
     type = "server_error"
     code = "no_eligible_deployment"
+
+
+class LedgerUnavailable(GatewayError):
+    """The request's ledger row could not be spooled (a full or failing disk). The answer is withheld, so no
+    request is ever answered without its row; what the call cost is still counted in budgets and metrics."""
+
+    status = 503
+    type = "server_error"
+    code = "ledger_unavailable"
 
 
 class UpstreamError(GatewayError):

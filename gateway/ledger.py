@@ -33,6 +33,7 @@ import orjson
 
 from gateway import spool
 from gateway.database import Database
+from gateway.errors import LedgerUnavailable
 
 log = logging.getLogger("gateway.ledger")
 
@@ -126,20 +127,35 @@ class Ledger:
         self._thread.start()
 
     def record(self, row: LedgerRow) -> None:
-        """Append the row to the spool; when this returns the row is safe from a crash of the process."""
+        """Append the row to the spool; when this returns the row is safe from a crash of the process.
+
+        Raises LedgerUnavailable when the row cannot be written (the spool keeps no part of it): the caller
+        must not answer the request."""
         line = encode(row)
         with self._lock:
             current = self._spool
             if current is None:
                 raise RuntimeError("the ledger is not started")
-            current.append(line)
+            try:
+                current.append(line)
+            except OSError as exc:
+                log.error("ledger: a row could not be spooled to %s (%s)", current.path, exc.strerror or exc)
+                raise LedgerUnavailable(
+                    "the gateway could not record this request in its ledger (its disk is full or failing), "
+                    "so the answer is withheld; retry later",
+                    headers={"retry-after": "5"},
+                ) from None
             self._recorded += 1
             if current.size >= self.rotate_bytes:
                 self._rotate(current)
 
     def _rotate(self, current: spool.SpoolFile) -> None:
         # Under self._lock: later appends go to a new file; the thread ingests the old one to its end.
-        self._spool = spool.SpoolFile.create(self.spool_dir)
+        try:
+            self._spool = spool.SpoolFile.create(self.spool_dir)
+        except OSError as exc:  # the row is spooled already: keep appending here, try again on the next row
+            log.error("ledger: could not start a new spool file in %s (%s)", self.spool_dir, exc)
+            return
         self._sealed.append(current)
         self._wake.set()
 

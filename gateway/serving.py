@@ -147,7 +147,6 @@ class Gateway:
             _images_as_requested(body, req.body.get("response_format"))
         text = _answer_text(body) if req.modality is Modality.CHAT else ""
         done = self.accounting.finished(req, prep, outcome, outcome.value.usage, streamed_text=text)
-        prep.ticket.settle(done.cost_usd, done.tokens)
         self._overhead(req, prep, outcome)
         return Answer(body, self.headers(req, prep, done, basis="actual"))
 
@@ -173,11 +172,9 @@ class Gateway:
         include_usage = bool((req.body.get("stream_options") or {}).get("include_usage"))
 
         def finish(usage: Any, text: str, error: UpstreamError | None, status: int) -> Finished:
-            done = self.accounting.finished(
+            return self.accounting.finished(
                 req, prep, outcome, usage, streamed_text=text, error=error, status=status
             )
-            prep.ticket.settle(done.cost_usd, done.tokens)
-            return done
 
         est = prep.plan.est_cost.get(outcome.deployment.name, 0.0)
         headers = self.headers(

@@ -42,6 +42,7 @@ class SpoolFile:
         self.path = path
         self.fd = fd
         self.size = 0
+        self.torn = False  # a failed write left part of a line that could not be cut off
 
     @classmethod
     def create(cls, directory: Path) -> SpoolFile:
@@ -61,10 +62,27 @@ class SpoolFile:
         return cls(path, fd)
 
     def append(self, line: bytes) -> None:
+        """Write one whole line, or raise OSError and leave no part of it behind.
+
+        A full disk (or a file size limit) cuts a write short and fails the next one: the part written is
+        cut off again, so the next row starts a line of its own instead of being glued to half a row."""
+        if self.torn:
+            line = b"\n" + line  # end the broken line: the reader skips it as not JSON
         view = memoryview(line)
-        while view:  # a regular file takes the whole line in one call; loop for the pathological case
-            written = os.write(self.fd, view)
-            view = view[written:]
+        try:
+            while view:  # a regular file takes the whole line in one call; loop for the short write
+                written = os.write(self.fd, view)
+                view = view[written:]
+        except OSError:
+            try:
+                os.ftruncate(self.fd, self.size)
+                self.torn = False
+            except OSError:
+                self.torn = True
+                with contextlib.suppress(OSError):
+                    self.size = os.fstat(self.fd).st_size
+            raise
+        self.torn = False
         self.size += len(line)
 
     def close(self) -> None:

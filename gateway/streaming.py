@@ -9,13 +9,14 @@ so no client can mistake a cut answer for a complete one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from gateway.errors import ErrorKind, UpstreamError
+from gateway.errors import ErrorKind, LedgerUnavailable, UpstreamError
 from providers.base import JSON, CallContext, Provider, StreamChunk, Usage
 from providers.errors import redact
 
@@ -67,26 +68,30 @@ class OpenStream:
                     yield b"data: " + orjson.dumps(out) + b"\n\n"
                 chunk = await anext(self.rest, None)
             finished = True
-            done = self.finish(usage, "".join(text), None, 200)  # its ledger row is spooled: [DONE] may go
+            try:
+                done = self.finish(usage, "".join(text), None, 200)  # its row is spooled: [DONE] may go
+            except LedgerUnavailable as exc:  # no row, so no [DONE]: the client sees an incomplete answer
+                yield _error_event(exc.message, exc.type, exc.code)
+                return
             # An SSE comment: ignored by OpenAI clients, readable by anyone who wants the final cost.
             yield f": x-gateway-cost-usd={done.cost_usd:.8f}\n\n".encode()
             yield b"data: [DONE]\n\n"
         except UpstreamError as exc:
             finished = True
-            self.finish(usage, "".join(text), exc, 502)
-            event = {
-                "error": {
-                    "message": redact(f"the upstream stream broke: {exc.message}", self.secrets),
-                    "type": "upstream_error",
-                    "param": None,
-                    "code": "stream_interrupted",
-                }
-            }
-            yield b"data: " + orjson.dumps(event) + b"\n\n"
+            with contextlib.suppress(LedgerUnavailable):  # the stream ends with its error event either way
+                self.finish(usage, "".join(text), exc, 502)
+            message = redact(f"the upstream stream broke: {exc.message}", self.secrets)
+            yield _error_event(message, "upstream_error", "stream_interrupted")
         finally:
             if not finished:  # the client went away (cancelled) mid-stream: still account what was used
-                self.finish(usage, "".join(text), None, CLIENT_CLOSED)
+                with contextlib.suppress(LedgerUnavailable):  # logged by the ledger; nobody to tell
+                    self.finish(usage, "".join(text), None, CLIENT_CLOSED)
             await asyncio.shield(_close(self.rest))
+
+
+def _error_event(message: str, type_: str, code: str | None) -> bytes:
+    event = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 async def _close(stream: AsyncIterator[StreamChunk]) -> None:
