@@ -29,7 +29,12 @@ def test_bench_smoke_prints_a_table() -> None:
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     report = out.stdout
     assert "| target | conns | req/s |" in report
-    labels = ("(a) direct to upstream (aiohttp)", "(b) bare passthrough", "(e) hybrid-gateway", "(f) bare passthrough")
+    labels = (
+        "(a) direct to upstream (aiohttp)",
+        "(b) bare passthrough",
+        "(e) hybrid-gateway",
+        "(f) bare passthrough",
+    )
     for label in labels:
         assert sum(label in line for line in report.splitlines()) >= 3, label  # 2 load rows + 1 TTFT row
     assert "load generator: Python" in report

@@ -125,7 +125,10 @@ class FakeOpenAI:
     async def _take(self, request: web.Request) -> tuple[dict[str, Any], Fault]:
         body = await request.json(loads=orjson.loads)
         self.received.append(Received(request.path, body, dict(request.headers)))
-        if self.require_key is not None and request.headers.get("Authorization") != f"Bearer {self.require_key}":
+        if (
+            self.require_key is not None
+            and request.headers.get("Authorization") != f"Bearer {self.require_key}"
+        ):
             return body, Fault.http(401, "invalid_api_key")
         queue = self._scripts.get(str(body.get("model")))
         fault = queue.popleft() if queue else Fault.ok()
