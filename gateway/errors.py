@@ -117,6 +117,13 @@ class LedgerUnavailable(GatewayError):
     type = "server_error"
     code = "ledger_unavailable"
 
+    def __init__(self) -> None:
+        super().__init__(
+            "the gateway could not record this request in its ledger (its disk is full or failing), "
+            "so it does not answer it; retry later",
+            headers={"retry-after": "5"},
+        )
+
 
 class UpstreamError(GatewayError):
     """One provider call failed. `retry_after` is in seconds when the upstream said so."""

@@ -112,6 +112,7 @@ class Ledger:
         self._state = threading.Condition()
         self._recorded = 0
         self._ingested = 0
+        self._failing = False  # the last spool write failed (a full disk): see writable()
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
@@ -139,15 +140,35 @@ class Ledger:
             try:
                 current.append(line)
             except OSError as exc:
-                log.error("ledger: a row could not be spooled to %s (%s)", current.path, exc.strerror or exc)
-                raise LedgerUnavailable(
-                    "the gateway could not record this request in its ledger (its disk is full or failing), "
-                    "so the answer is withheld; retry later",
-                    headers={"retry-after": "5"},
-                ) from None
+                if not self._failing:
+                    self._failing = True
+                    log.error("ledger: rows cannot be spooled to %s (%s)", current.path, exc.strerror or exc)
+                raise LedgerUnavailable() from None
+            if self._failing:
+                self._failing = False
+                log.warning("ledger: the spool can be written again")
             self._recorded += 1
             if current.size >= self.rotate_bytes:
                 self._rotate(current)
+
+    def writable(self) -> bool:
+        """False while the spool cannot be written, so requests are refused before any upstream call: a
+        full disk must not turn every request into a paid call whose answer is withheld. While failing,
+        each call probes with an empty line (the reader skips those); the first that succeeds ends it."""
+        if not self._failing:
+            return True
+        with self._lock:
+            current = self._spool
+            if current is None:
+                return False
+            try:
+                current.append(b"\n")
+            except OSError:
+                return False
+            if self._failing:
+                self._failing = False
+                log.warning("ledger: the spool can be written again")
+        return True
 
     def _rotate(self, current: spool.SpoolFile) -> None:
         # Under self._lock: later appends go to a new file; the thread ingests the old one to its end.

@@ -17,7 +17,14 @@ from typing import Any
 from gateway.accounting import Accounting, Finished
 from gateway.admission import Admission, Ticket
 from gateway.breaker import Breakers
-from gateway.errors import GatewayError, InvalidRequest, PolicyDenied, RouteNotFound, UpstreamError
+from gateway.errors import (
+    GatewayError,
+    InvalidRequest,
+    LedgerUnavailable,
+    PolicyDenied,
+    RouteNotFound,
+    UpstreamError,
+)
 from gateway.fallback import FallbackRunner, Outcome
 from gateway.keys import ApiKey
 from gateway.pii import PiiDetector
@@ -90,6 +97,8 @@ class Gateway:
         policy = loaded.policy
         name = str(req.body.get("model", ""))
         try:
+            if not self.accounting.ledger.writable():
+                raise LedgerUnavailable()
             route = policy.routes.get(name)
             if route is None:
                 raise RouteNotFound(

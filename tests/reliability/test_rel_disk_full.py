@@ -60,15 +60,16 @@ async def test_a_full_disk_withholds_the_answer_counts_its_cost_and_loses_no_lat
             cost_each = (BUDGET_USD - await metric(served, remaining)) / 3
             assert 0 < cost_each < 0.001  # the real cost, far below the $0.015 reserved for 1,000 tokens
 
-            set_file_size_limit(served, spool_file(ledger, served).stat().st_size + 40)  # the disk fills up
-
-            with pytest.raises(openai.InternalServerError) as refused:
+            # The disk fills up while the answer is on its way: 40 bytes left, a row needs ~500.
+            set_file_size_limit(served, spool_file(ledger, served).stat().st_size + 40)
+            with pytest.raises(openai.InternalServerError) as withheld:
                 await client.chat.completions.create(**ask)  # type: ignore[call-overload]
-            assert refused.value.status_code == 503
-            assert refused.value.code == "ledger_unavailable"
-            assert refused.value.response.headers["retry-after"] == "5"
-            assert "Hello from vendor" not in refused.value.response.text  # the answer is withheld
+            assert withheld.value.status_code == 503
+            assert withheld.value.code == "ledger_unavailable"
+            assert withheld.value.response.headers["retry-after"] == "5"
+            assert "Hello from vendor" not in withheld.value.response.text  # the answer is withheld
 
+            # The next request finds a byte free (the probe passes), streams, and cannot end with [DONE].
             stream = await client.chat.completions.create(stream=True, **ask)  # type: ignore[call-overload]
             with pytest.raises(openai.APIError, match="could not record this request"):
                 async for _ in stream:  # the chunks arrive, then an error event in place of [DONE]
@@ -78,6 +79,15 @@ async def test_a_full_disk_withholds_the_answer_counts_its_cost_and_loses_no_lat
             spent = BUDGET_USD - await metric(served, remaining)
             assert spent == pytest.approx(5 * cost_each, rel=1e-6)
             assert vendor.calls() == 5
+
+            # Not a byte left: requests are refused before any upstream call, so none is paid for in vain.
+            set_file_size_limit(served, spool_file(ledger, served).stat().st_size)
+            for _ in range(3):
+                with pytest.raises(openai.InternalServerError) as refused:
+                    await client.chat.completions.create(**ask)  # type: ignore[call-overload]
+                assert refused.value.code == "ledger_unavailable"
+            assert vendor.calls() == 5
+            assert BUDGET_USD - await metric(served, remaining) == pytest.approx(spent, rel=1e-9)
 
             set_file_size_limit(served, resource.RLIM_INFINITY)  # space is freed
             after = await client.chat.completions.create(**ask)  # type: ignore[call-overload]
