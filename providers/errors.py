@@ -63,10 +63,19 @@ def redact(text: str, secrets: Sequence[str]) -> str:
 def classify_status(
     status: int, raw: bytes, headers: Mapping[str, str], name: str, *, secrets: Sequence[str] = ()
 ) -> UpstreamError:
-    """The UpstreamError for an HTTP error answer; our keys (`secrets`) are cut from the upstream's words."""
+    """The UpstreamError for an HTTP error or redirect answer (redirects are never followed); our keys
+    (`secrets`) are cut from the upstream's words."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    if 300 <= status < 400:
+        where = redact(lower.get("location", "nowhere"), secrets)
+        return UpstreamError(
+            ErrorKind.TRANSIENT,
+            f"{name}: HTTP {status} redirect to {where}, not followed (a redirect could carry the provider "
+            "key to another host): set the provider's base_url to the address that answers",
+            status=status,
+        )
     code, message = _error_fields(raw)
     message = redact(message, secrets)
-    lower = {k.lower(): v for k, v in headers.items()}
     retry_after = parse_retry_after(lower)
     text = f"{name}: HTTP {status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
     msg = message.lower()

@@ -79,7 +79,7 @@ class OpenAICompatibleProvider:
                 ErrorKind.TRANSIENT, f"{self.name}: connection failed ({type(exc).__name__})"
             ) from exc
         raw, headers = resp.body, resp.headers  # header names are lowercase
-        if resp.status >= 400:
+        if resp.status >= 300:
             raise classify_status(resp.status, raw, headers, self.name, secrets=self._secrets)
         try:
             body = orjson.loads(raw)
@@ -137,7 +137,7 @@ class OpenAICompatibleProvider:
                 connect_timeout_s=min(self.spec.connect_timeout_s, ctx.timeout_s),
                 read_timeout_s=ctx.timeout_s,
             ) as resp:
-                if resp.status >= 400:
+                if resp.status >= 300:
                     raw = await resp.read(self.spec.max_response_bytes)
                     raise classify_status(resp.status, raw, resp.headers, self.name, secrets=self._secrets)
                 if "text/event-stream" not in resp.headers.get("content-type", ""):
