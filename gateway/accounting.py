@@ -30,6 +30,7 @@ class Finished:
     deployment: str
     attempts: int
     cost_usd: float
+    usage: Usage  # as charged: the upstream's counts, or the estimates that stood in for them
 
 
 class Accounting:
@@ -113,7 +114,7 @@ class Accounting:
                 request_id=req.id,
             )
         )
-        return Finished(dep.name, len(outcome.attempts), cost)
+        return Finished(dep.name, len(outcome.attempts), cost, usage)
 
     def overhead(self, route: str, seconds: float) -> None:
         self.metrics.child(self.metrics.overhead, route).observe(max(0.0, seconds))

@@ -23,7 +23,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.accounting import Accounting
 from gateway.admission import Admission
-from gateway.api import admin, chat, embeddings, health, images, models
+from gateway.api import admin, chat, embeddings, health, images, models, responses
 from gateway.api.common import error_response, json_response, request_id
 from gateway.budgets import seed_budgets
 from gateway.database import Database
@@ -170,6 +170,7 @@ def build_app(
 
     routes = [
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
+        Route("/v1/responses", responses.create_response, methods=["POST"]),
         Route("/v1/images/generations", images.image_generations, methods=["POST"]),
         Route("/v1/embeddings", embeddings.embeddings, methods=["POST"]),
         Route("/v1/models", models.list_models, methods=["GET"]),
@@ -191,6 +192,7 @@ def build_app(
     app = GatewayApp(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.fast_routes = {
         "/v1/chat/completions": chat.chat_completions,
+        "/v1/responses": responses.create_response,
         "/v1/images/generations": images.image_generations,
         "/v1/embeddings": embeddings.embeddings,
     }

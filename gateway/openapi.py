@@ -13,6 +13,7 @@ from gateway.protocol import (
     ErrorResponse,
     ImageGenerationRequest,
     ModelList,
+    ResponsesRequest,
 )
 
 _ERRORS = {
@@ -83,6 +84,7 @@ def openapi_document() -> dict[str, Any]:
             (m, "validation")
             for m in (
                 ChatCompletionRequest,
+                ResponsesRequest,
                 ImageGenerationRequest,
                 EmbeddingRequest,
                 ErrorResponse,
@@ -100,6 +102,9 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": {
             "/v1/chat/completions": _post("Chat completion, plain or streamed (SSE)", ChatCompletionRequest),
+            "/v1/responses": _post(
+                "Responses API on a chat route, plain or streamed (typed SSE events)", ResponsesRequest
+            ),
             "/v1/images/generations": _post("Generate images", ImageGenerationRequest),
             "/v1/embeddings": _post("Embed text", EmbeddingRequest),
             "/v1/models": _get(

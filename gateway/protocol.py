@@ -37,6 +37,20 @@ class ChatCompletionRequest(_Open):
     tools: list[dict[str, Any]] | None = None
 
 
+class ResponsesRequest(_Open):
+    """POST /v1/responses, served by chat routes (gateway/responses.py says what is translated)."""
+
+    model: str = Field(min_length=1, max_length=256)
+    input: str | list[dict[str, Any]] = Field(min_length=1)
+    instructions: str | None = None
+    stream: bool = False
+    max_output_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    tools: list[dict[str, Any]] | None = None
+    metadata: dict[str, str] | None = None
+
+
 class ImageGenerationRequest(_Open):
     model: str = Field(min_length=1, max_length=256)
     prompt: str = Field(min_length=1, max_length=32_000)

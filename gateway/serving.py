@@ -53,6 +53,8 @@ class Request:
     key: ApiKey | None = None
     # The ledger row's id: `id` itself unless the caller chose it (callers may reuse theirs).
     row_id: str = ""
+    # The body as the caller sent it, when `body` is its translation (a Responses API request).
+    source: JSON | None = None
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -44,6 +44,37 @@ def first_chunk(body: JSON) -> Callable[[Provider, Any, CallContext], Awaitable[
     return call
 
 
+class Events(Protocol):
+    """How a relayed chat stream is written for the client: chat completion chunks (ChatEvents) or the
+    Responses API's typed events (gateway/responses.py). One object per stream; it may keep state."""
+
+    def chunk(self, data: JSON) -> bytes | None:
+        """The bytes for one upstream chunk (None: nothing to send for it)."""
+
+    def end(self, done: Any) -> bytes:
+        """The tail of a complete stream, once its ledger row is spooled (`done`: accounting.Finished)."""
+
+    def error(self, message: str, type_: str, code: str | None) -> bytes:
+        """The last event of a stream that cannot complete."""
+
+
+@dataclass(slots=True)
+class ChatEvents:
+    include_usage: bool
+
+    def chunk(self, data: JSON) -> bytes | None:
+        out = data if self.include_usage else _without_usage(data)
+        return None if out is None else b"data: " + orjson.dumps(out) + b"\n\n"
+
+    def end(self, done: Any) -> bytes:
+        # An SSE comment: ignored by OpenAI clients, readable by anyone who wants the final cost.
+        return f": x-gateway-cost-usd={done.cost_usd:.8f}\n\ndata: [DONE]\n\n".encode()
+
+    def error(self, message: str, type_: str, code: str | None) -> bytes:
+        event = {"error": {"message": message, "type": type_, "param": None, "code": code}}
+        return b"data: " + orjson.dumps(event) + b"\n\n"
+
+
 @dataclass(slots=True)
 class OpenStream:
     first: StreamChunk
@@ -53,7 +84,9 @@ class OpenStream:
     finish: Finish
     secrets: tuple[str, ...] = ()
 
-    async def sse(self) -> AsyncGenerator[bytes, None]:
+    async def sse(self, events: Events | None = None) -> AsyncGenerator[bytes, None]:
+        """The client's stream, written by `events` (chat completion chunks unless told otherwise)."""
+        events = events or ChatEvents(self.include_usage)
         usage: Usage | None = None
         text: list[str] = []
         finished = False
@@ -63,35 +96,28 @@ class OpenStream:
                 if chunk.usage is not None:
                     usage = chunk.usage
                 _collect_text(chunk.data, text)
-                out = chunk.data if self.include_usage else _without_usage(chunk.data)
+                out = events.chunk(chunk.data)
                 if out is not None:
-                    yield b"data: " + orjson.dumps(out) + b"\n\n"
+                    yield out
                 chunk = await anext(self.rest, None)
             finished = True
             try:
-                done = self.finish(usage, "".join(text), None, 200)  # its row is spooled: [DONE] may go
-            except LedgerUnavailable as exc:  # no row, so no [DONE]: the client sees an incomplete answer
-                yield _error_event(exc.message, exc.type, exc.code)
+                done = self.finish(usage, "".join(text), None, 200)  # its row is spooled: the end may go
+            except LedgerUnavailable as exc:  # no row, so no proper end: the client sees an incomplete answer
+                yield events.error(exc.message, exc.type, exc.code)
                 return
-            # An SSE comment: ignored by OpenAI clients, readable by anyone who wants the final cost.
-            yield f": x-gateway-cost-usd={done.cost_usd:.8f}\n\n".encode()
-            yield b"data: [DONE]\n\n"
+            yield events.end(done)
         except UpstreamError as exc:
             finished = True
             with contextlib.suppress(LedgerUnavailable):  # the stream ends with its error event either way
                 self.finish(usage, "".join(text), exc, 502)
             message = redact(f"the upstream stream broke: {exc.message}", self.secrets)
-            yield _error_event(message, "upstream_error", "stream_interrupted")
+            yield events.error(message, "upstream_error", "stream_interrupted")
         finally:
             if not finished:  # the client went away (cancelled) mid-stream: still account what was used
                 with contextlib.suppress(LedgerUnavailable):  # logged by the ledger; nobody to tell
                     self.finish(usage, "".join(text), None, CLIENT_CLOSED)
             await asyncio.shield(_close(self.rest))
-
-
-def _error_event(message: str, type_: str, code: str | None) -> bytes:
-    event = {"error": {"message": message, "type": type_, "param": None, "code": code}}
-    return b"data: " + orjson.dumps(event) + b"\n\n"
 
 
 async def _close(stream: AsyncIterator[StreamChunk]) -> None:

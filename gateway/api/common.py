@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -115,14 +116,24 @@ def validate(schema: type[BaseModel], body: dict[str, Any]) -> BaseModel:
         raise InvalidRequest(f"{where or 'body'}: {first['msg']}", param=where or None) from None
 
 
-async def parse(http: HttpRequest, schema: type[BaseModel], modality: Modality) -> tuple[Gateway, Request]:
+async def parse(
+    http: HttpRequest,
+    schema: type[BaseModel],
+    modality: Modality,
+    translate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> tuple[Gateway, Request]:
+    """Authenticate, read and validate the body; `translate` turns another API's body into the one the
+    service speaks for `modality` (the caller's own body is then kept in `Request.source`)."""
     received = time.perf_counter()
     gateway: Gateway = http.app.state.gateway
     rid = request_id(http)
     caller = authenticate(http, http.app.state.keys)
     body = await read_json(http, gateway.store.current.policy.limits.max_body_bytes)
     validate(schema, body)
+    source = None
+    if translate is not None:
+        source, body = body, translate(body)
     # A caller may send the same x-request-id twice; each request still gets its own ledger row.
     headers = header_dict(http)
     row_id = rid if rid.startswith("req_") and headers.get("x-request-id") != rid else _new_id()
-    return gateway, Request(rid, modality, body, headers, caller.tenant, received, caller.key, row_id)
+    return gateway, Request(rid, modality, body, headers, caller.tenant, received, caller.key, row_id, source)

@@ -167,8 +167,12 @@ class FakeOpenAI:
             return early
         model = str(body.get("model"))
         words = ["Hello", " from", f" {self.name}", f"/{model}", "."]
+        limit = body.get("max_tokens")
+        finish = "tool_calls" if body.get("tools") else "stop"
+        if isinstance(limit, int) and limit < len(words):  # one word per token: cut where max_tokens says
+            words, finish = words[:limit], "length"
         if body.get("stream"):
-            return await self._stream(request, body, model, words, fault)
+            return await self._stream(request, body, model, words, fault, finish)
         message: dict[str, Any] = {"role": "assistant", "content": "".join(words)}
         if body.get("tools"):
             tool = body["tools"][0]["function"]["name"]
@@ -192,16 +196,26 @@ class FakeOpenAI:
                 {
                     "index": 0,
                     "message": message,
-                    "finish_reason": "tool_calls" if body.get("tools") else "stop",
+                    "finish_reason": finish,
                 }
             ],
         }
         if fault.usage:
-            answer["usage"] = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+            answer["usage"] = {
+                "prompt_tokens": 11,
+                "completion_tokens": len(words),
+                "total_tokens": 11 + len(words),
+            }
         return web.Response(body=orjson.dumps(answer), content_type="application/json")
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], model: str, words: list[str], fault: Fault
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        model: str,
+        words: list[str],
+        fault: Fault,
+        finish: str,
     ) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"content-type": "text/event-stream"})
         await resp.prepare(request)
@@ -211,12 +225,27 @@ class FakeOpenAI:
             "created": int(time.time()),
             "model": model,
         }
-        for i, word in enumerate(words):
+        deltas: list[dict[str, Any]] = [
+            {"role": "assistant", "content": word} if i == 0 else {"content": word}
+            for i, word in enumerate(words)
+        ]
+        if body.get("tools"):  # a tool call, its arguments in pieces, as vendors stream them
+            tool = body["tools"][0]["function"]["name"]
+            first = {
+                "index": 0,
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": tool, "arguments": ""},
+            }
+            pieces = ['{"city"', ': "Paris"}']
+            deltas = [{"role": "assistant", "content": None, "tool_calls": [first]}] + [
+                {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]} for piece in pieces
+            ]
+        for i, delta in enumerate(deltas):
             if fault.kind == "cut" and i >= fault.after_chunks:
                 assert request.transport is not None
                 request.transport.abort()
                 return resp
-            delta = {"role": "assistant", "content": word} if i == 0 else {"content": word}
             chunk = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
             if fault.kind == "slow" and i > 0:
                 await asyncio.sleep(fault.seconds)
@@ -227,11 +256,11 @@ class FakeOpenAI:
                 return resp
         await resp.write(
             b"data: "
-            + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            + orjson.dumps({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
             + b"\n\n"
         )
         if (body.get("stream_options") or {}).get("include_usage") and fault.usage:
-            usage = {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 11 + len(words)}
+            usage = {"prompt_tokens": 11, "completion_tokens": len(deltas), "total_tokens": 11 + len(deltas)}
             await resp.write(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
         await resp.write(b"data: [DONE]\n\n")
         await resp.write_eof()

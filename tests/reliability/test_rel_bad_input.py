@@ -85,7 +85,8 @@ async def limited(
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/chat/completions", "/v1/images/generations", "/v1/embeddings", "/admin/explain"]
+    "path",
+    ["/v1/chat/completions", "/v1/responses", "/v1/images/generations", "/v1/embeddings", "/admin/explain"],
 )
 @pytest.mark.parametrize("declared", [True, False])
 async def test_rel_body_over_the_limit_is_413(
@@ -116,6 +117,12 @@ WRONG_TYPES = [
     ("/v1/chat/completions", {"model": "chat", "messages": HELLO, "stream_options": []}, "stream_options"),
     ("/v1/chat/completions", {"model": "chat", "messages": HELLO, "tools": {"a": 1}}, "tools"),
     ("/v1/chat/completions", {"model": ["chat"], "messages": HELLO}, "model"),
+    ("/v1/responses", {"model": "chat", "input": 5}, "input"),
+    ("/v1/responses", {"model": "chat", "input": "x", "stream": "yes"}, "stream"),
+    ("/v1/responses", {"model": "chat", "input": [{"role": "user", "content": 5}]}, "input"),
+    ("/v1/responses", {"model": "chat", "input": ["hello"]}, "input"),
+    ("/v1/responses", {"model": "chat", "input": "x", "metadata": {"a": 1}}, "metadata"),
+    ("/v1/responses", {"model": "chat", "input": "x", "tools": [{"type": "function"}]}, "tools"),
     ("/v1/images/generations", {"model": "image", "prompt": 7}, "prompt"),
     ("/v1/images/generations", {"model": "image", "prompt": "x", "n": "2"}, "n"),
     ("/v1/images/generations", {"model": "image", "prompt": "x", "size": "huge"}, "size"),
