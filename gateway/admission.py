@@ -13,7 +13,8 @@ from gateway.keys import ApiKey
 from gateway.metrics import Metrics
 from gateway.policy import DataLocation, Openness, Policy, Requirement
 from gateway.ratelimit import Entry, RateLimited, RateLimiter
-from gateway.routing import RoutingPlan
+from gateway.routing import RoutingPlan, cap_output
+from gateway.signals import UsageEstimate
 
 DOWNGRADE = Requirement(
     data_location=frozenset({DataLocation.LOCAL, DataLocation.ON_PREM}), openness=Openness.OPEN
@@ -76,9 +77,10 @@ class Admission:
         self.metrics = metrics
 
     async def admit(
-        self, policy: Policy, tenant: str, key: ApiKey | None, plan: RoutingPlan, tokens: int
+        self, policy: Policy, tenant: str, key: ApiKey | None, plan: RoutingPlan, estimate: UsageEstimate
     ) -> Ticket:
         """Raise RateLimitExceeded or QuotaExceeded, or return a ticket (possibly for a downgraded plan)."""
+        tokens = estimate.prompt_tokens + estimate.output_tokens
         ticket = Ticket(self.budgets)
         self._rate_limits(policy, tenant, key, tokens, ticket)
         limits = budget_limits(policy, tenant, key)
@@ -93,6 +95,10 @@ class Admission:
                 raise QuotaExceeded(str(exc)) from None
             ticket.downgraded = True
             ticket.charge_scopes = [(lim.scope, lim.period) for lim in limits]
+        else:
+            # The reservation is this request's ceiling: an answer longer than the estimate assumed must
+            # not cost more than was set aside, or concurrent requests could overspend the budget.
+            cap_output(plan, policy, estimate, worst)
         return ticket
 
     def _rate_limits(

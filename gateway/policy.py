@@ -230,9 +230,15 @@ class BudgetSettings(StrictModel):
     on_exhausted: Literal["refuse", "downgrade"] = "refuse"
 
 
+DEFAULT_OUTPUT_TOKENS = 1024
+
+
 class Limits(StrictModel):
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     deprecation_warning_days: int = Field(30, ge=0)
+    # Output assumed for a chat request without max_tokens: its estimate for cost ceilings and budget
+    # reservations, and so the length those ceilings let an answer reach on the dearest candidate.
+    default_output_tokens: int = Field(DEFAULT_OUTPUT_TOKENS, ge=1)
 
 
 class Policy(StrictModel):

@@ -69,6 +69,21 @@ def estimated_cost(deployment: Deployment, provider: ProviderSpec, estimate: Usa
     return cost
 
 
+def output_token_cap(
+    deployment: Deployment, provider: ProviderSpec, estimate: UsageEstimate, ceiling_usd: float
+) -> int | None:
+    """The most output tokens (all choices together) the deployment may produce and still cost at most
+    `ceiling_usd`, or None when its output is not priced per token (its cost cannot grow with length).
+
+    A cost ceiling is enforced with it: the estimate that let the deployment through assumed `max_tokens`
+    (or a default) output tokens, and an upstream left uncapped could write more."""
+    price = deployment.price
+    if price is None or not price.output_per_mtok:
+        return None
+    before_output = estimated_cost(deployment, provider, UsageEstimate(prompt_tokens=estimate.prompt_tokens))
+    return max(0, int((ceiling_usd - before_output) * 1e6 / price.output_per_mtok))
+
+
 def unpriced(policy: Policy) -> list[str]:
     """Deployments whose cost the gateway could not compute: no price (given or from the map), no $/hour.
 

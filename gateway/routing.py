@@ -32,7 +32,7 @@ from gateway.policy import (
     Rule,
     Strategy,
 )
-from gateway.pricing import DEFAULT_DEVICE_SECONDS, IMAGE_TOKENS_PER_MEGAPIXEL
+from gateway.pricing import DEFAULT_DEVICE_SECONDS, IMAGE_TOKENS_PER_MEGAPIXEL, output_token_cap
 from gateway.signals import Signals, UsageEstimate
 
 
@@ -50,6 +50,8 @@ class RoutingPlan:
     notes: list[str] = field(default_factory=list)
     est_cost: dict[str, float] = field(default_factory=dict)
     hard: list[Requirement] = field(default_factory=list)
+    # Under a cost ceiling: the most output tokens each deployment priced per token may produce.
+    output_caps: dict[str, int] = field(default_factory=dict)
 
     def explain(self) -> dict[str, object]:
         return {
@@ -58,6 +60,7 @@ class RoutingPlan:
             "removed": [{"deployment": r.deployment, "reason": r.reason} for r in self.removed],
             "notes": list(self.notes),
             "estimated_cost_usd": {k: round(v, 8) for k, v in self.est_cost.items()},
+            "output_token_caps": dict(self.output_caps),
         }
 
 
@@ -299,6 +302,11 @@ def plan_route(
             plan.notes.append(f"{label}: prefers {', '.join(names[i] for i in first)}")
     deps = c.deps
     plan.order = [deps[i] for i in order]
+    ceilings = [r.max_cost_usd for r in plan.hard if r.max_cost_usd is not None]
+    if signals.max_cost_usd is not None:
+        ceilings.append(signals.max_cost_usd)
+    if ceilings:
+        cap_output(plan, policy, signals.estimate, min(ceilings))
     if not order:
         detail = "; ".join(f"{r.deployment}: {r.reason}" for r in plan.removed)
         message = f"no deployment of route {route.name!r} may serve this request ({detail})"
@@ -306,6 +314,18 @@ def plan_route(
             raise NoEligibleDeployment(message)
         raise PolicyDenied(message, code="no_allowed_deployment")
     return plan
+
+
+def cap_output(plan: RoutingPlan, policy: Policy, estimate: UsageEstimate, ceiling_usd: float) -> None:
+    """Hold a chat request to `ceiling_usd` on every deployment of the plan priced per output token: its
+    output is capped at what the ceiling affords there (RoutingPlan.output_caps; the lower cap wins)."""
+    if not estimate.output_tokens or estimate.images:
+        return  # embeddings have no output; image output is not limited by max_tokens
+    caps = plan.output_caps
+    for dep in plan.order:
+        cap = output_token_cap(dep, policy.providers[dep.provider], estimate, ceiling_usd)
+        if cap is not None and (dep.name not in caps or cap < caps[dep.name]):
+            caps[dep.name] = cap
 
 
 def _healthy_and_allowed(

@@ -28,16 +28,13 @@ from gateway.errors import (
 from gateway.fallback import FallbackRunner, Outcome
 from gateway.keys import ApiKey
 from gateway.pii import PiiDetector
-from gateway.policy import Modality, Policy, Route
+from gateway.policy import DEFAULT_OUTPUT_TOKENS, Deployment, Modality, Policy, Route
 from gateway.policy_store import LoadedPolicy, PolicyStore
 from gateway.providers_env import provider_secrets
 from gateway.routing import RoutingPlan, plan_route
 from gateway.signals import Signals, UsageEstimate, extract_signals
 from gateway.streaming import OpenStream, first_chunk
 from providers.base import JSON, CallContext, Provider, ProviderResult
-
-# Output tokens assumed for cost ceilings when the request sets no max_tokens.
-DEFAULT_MAX_OUTPUT_TOKENS = 1024
 
 
 @dataclass(slots=True)
@@ -123,11 +120,10 @@ class Gateway:
                 texts,
                 tenant=req.tenant,
                 detector=loaded.detector,
-                estimate=estimate_usage(req.modality, req.body, texts),
+                estimate=estimate_usage(req.modality, req.body, texts, policy.limits.default_output_tokens),
             )
             plan = plan_route(route, signals, policy, health=self.health(), today=self.today())
-            tokens = signals.estimate.prompt_tokens + signals.estimate.output_tokens
-            ticket = await self.admission.admit(policy, req.tenant, req.key, plan, tokens)
+            ticket = await self.admission.admit(policy, req.tenant, req.key, plan, signals.estimate)
         except GatewayError as exc:
             self.accounting.refused(req, name, exc)
             raise
@@ -140,8 +136,11 @@ class Gateway:
             req.modality
         ]
 
+        policy = prep.loaded.policy
+
         async def call(provider: Provider, dep: Any, ctx: CallContext) -> ProviderResult:
-            result: ProviderResult = await getattr(provider, method)(dep, req.body, ctx)
+            body = within_ceiling(req.body, dep, prep.plan, policy)
+            result: ProviderResult = await getattr(provider, method)(dep, body, ctx)
             return result
 
         try:
@@ -169,9 +168,11 @@ class Gateway:
         """A streamed chat: returns once the first chunk is in hand (fallback is invisible until then)."""
         prep = await self.prepare(req)
 
+        policy = prep.loaded.policy
+        attempt = first_chunk(lambda dep: within_ceiling(req.body, dep, prep.plan, policy))
         try:
             outcome = await self.runner.run(
-                prep.plan, prep.loaded.policy, prep.loaded.providers, first_chunk(req.body), request_id=req.id
+                prep.plan, policy, prep.loaded.providers, attempt, request_id=req.id
             )
         except BaseException as exc:
             prep.ticket.settle(0.0, 0)
@@ -266,7 +267,7 @@ def explain_plan(
         texts,
         tenant=tenant,
         detector=detector,
-        estimate=estimate_usage(modality, body, texts),
+        estimate=estimate_usage(modality, body, texts, policy.limits.default_output_tokens),
     )
     summary = {
         "classification": signals.classification.value,
@@ -323,7 +324,12 @@ def texts_of(modality: Modality, body: JSON) -> list[str]:
     return [inp] if isinstance(inp, str) else [s for s in inp or [] if isinstance(s, str)]
 
 
-def estimate_usage(modality: Modality, body: JSON, texts: list[str] | None = None) -> UsageEstimate:
+def estimate_usage(
+    modality: Modality,
+    body: JSON,
+    texts: list[str] | None = None,
+    default_output_tokens: int = DEFAULT_OUTPUT_TOKENS,
+) -> UsageEstimate:
     if modality is Modality.IMAGE:
         n = int(body.get("n") or 1)
         size = str(body.get("size") or "1024x1024")
@@ -334,8 +340,26 @@ def estimate_usage(modality: Modality, body: JSON, texts: list[str] | None = Non
     prompt = chars // 3 + 8  # conservative: real tokenizers average ~4 characters a token
     if modality is Modality.EMBEDDING:
         return UsageEstimate(prompt_tokens=prompt)
-    out = body.get("max_completion_tokens") or body.get("max_tokens") or DEFAULT_MAX_OUTPUT_TOKENS
+    out = body.get("max_completion_tokens") or body.get("max_tokens") or default_output_tokens
     return UsageEstimate(prompt_tokens=prompt, output_tokens=int(out) * int(body.get("n") or 1))
+
+
+def within_ceiling(body: JSON, dep: Deployment, plan: RoutingPlan, policy: Policy) -> JSON:
+    """The body of one attempt on `dep`. Under a cost ceiling, its output is capped at what the ceiling
+    affords on that deployment (RoutingPlan.output_caps), so a long answer cannot cost more than the
+    ceiling the estimate was checked against; a caller's own smaller limit is kept."""
+    cap = plan.output_caps.get(dep.name)
+    if cap is None:
+        return body
+    per_choice = max(1, cap // int(body.get("n") or 1))
+    given = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(given, int) and given <= per_choice:
+        return body
+    # OpenAI's reasoning models refuse max_tokens; every other upstream kind takes it.
+    modern = "max_completion_tokens" in body or policy.providers[dep.provider].kind == "openai"
+    capped = {k: v for k, v in body.items() if k not in ("max_tokens", "max_completion_tokens")}
+    capped["max_completion_tokens" if modern else "max_tokens"] = per_choice
+    return capped
 
 
 def _answer_text(body: JSON) -> str:

@@ -25,11 +25,14 @@ FirstChunk = tuple[StreamChunk, AsyncIterator[StreamChunk]]
 CLIENT_CLOSED = 499
 
 
-def first_chunk(body: JSON) -> Callable[[Provider, Any, CallContext], Awaitable[FirstChunk]]:
-    """The fallback call for streams: open the upstream stream and wait for its first chunk."""
+def first_chunk(
+    body_for: Callable[[Any], JSON],
+) -> Callable[[Provider, Any, CallContext], Awaitable[FirstChunk]]:
+    """The fallback call for streams: open the upstream stream and wait for its first chunk.
+    `body_for(deployment)` is the request body for an attempt on that deployment."""
 
     async def call(provider: Provider, deployment: Any, ctx: CallContext) -> FirstChunk:
-        stream = provider.stream_chat(deployment, body, ctx)
+        stream = provider.stream_chat(deployment, body_for(deployment), ctx)
         try:
             first = await anext(stream)
         except StopAsyncIteration:
