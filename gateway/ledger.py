@@ -151,6 +151,16 @@ class Ledger:
             if current.size >= self.rotate_bytes:
                 self._rotate(current)
 
+    @property
+    def failing(self) -> bool:
+        """The last spool write failed, and no probe has succeeded since."""
+        return self._failing
+
+    @property
+    def backlog(self) -> int:
+        """Rows spooled by this process and not yet in the database."""
+        return self._recorded - self._ingested
+
     def writable(self) -> bool:
         """False while the spool cannot be written, so requests are refused before any upstream call: a
         full disk must not turn every request into a paid call whose answer is withheld. While failing,

@@ -76,6 +76,18 @@ class Metrics:
             multiprocess_mode="mostrecent",
             registry=r,
         )
+        self.ledger_writable = Gauge(
+            "gateway_ledger_writable",
+            "1 while ledger rows can be spooled; 0 while they cannot (requests are refused: full disk?)",
+            multiprocess_mode="min",
+            registry=r,
+        )
+        self.ledger_backlog = Gauge(
+            "gateway_ledger_backlog_rows",
+            "Ledger rows spooled but not yet in the database (grows while the database is unreachable)",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.denials = Counter(
             "gateway_policy_denials", "Requests refused by policy", ["route", "tenant", "code"], registry=r
         )

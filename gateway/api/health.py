@@ -58,4 +58,7 @@ async def metrics(http: HttpRequest) -> Response:
     for tenant, scope, period, limit, remaining in gateway.admission.budgets.snapshot():
         m.budget_limit.labels(tenant, scope, period).set(limit)
         m.budget_remaining.labels(tenant, scope, period).set(remaining)
+    ledger = gateway.accounting.ledger
+    m.ledger_writable.set(0 if ledger.failing else 1)
+    m.ledger_backlog.set(ledger.backlog)
     return Response(m.exposition(), media_type=CONTENT_TYPE)

@@ -88,10 +88,12 @@ async def test_a_full_disk_withholds_the_answer_counts_its_cost_and_loses_no_lat
                 assert refused.value.code == "ledger_unavailable"
             assert vendor.calls() == 5
             assert BUDGET_USD - await metric(served, remaining) == pytest.approx(spent, rel=1e-9)
+            assert await metric(served, "gateway_ledger_writable ") == 0  # what the alert watches
 
             set_file_size_limit(served, resource.RLIM_INFINITY)  # space is freed
             after = await client.chat.completions.create(**ask)  # type: ignore[call-overload]
             assert after.choices[0].message.content
+            assert await metric(served, "gateway_ledger_writable ") == 1
 
     # Stopped cleanly: every row written is in the database, none glued to the cut ones.
     log = (tmp_path / "gateway.log").read_text(errors="replace")
