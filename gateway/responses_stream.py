@@ -40,6 +40,10 @@ class _Message:
     def item(self, status: str) -> JSON:
         return message_item(self.id, "".join(self.text), None, status)
 
+    def where(self) -> JSON:
+        """Where its text part is, as every text event says it."""
+        return {"item_id": self.id, "output_index": self.index, "content_index": 0}
+
 
 @dataclass(slots=True)
 class _Call:
@@ -115,32 +119,12 @@ class ResponseEvents:
         if msg is None:
             msg = self.message = _Message(len(self.items), new_id("msg"))
             self.items.append(msg)
-            out.append(
-                self._event(
-                    "response.output_item.added", output_index=msg.index, item=msg.item("in_progress")
-                )
-            )
+            item = msg.item("in_progress")
+            out.append(self._event("response.output_item.added", output_index=msg.index, item=item))
             part = {"type": "output_text", "text": "", "annotations": []}
-            out.append(
-                self._event(
-                    "response.content_part.added",
-                    item_id=msg.id,
-                    output_index=msg.index,
-                    content_index=0,
-                    part=part,
-                )
-            )
+            out.append(self._event("response.content_part.added", **msg.where(), part=part))
         msg.text.append(text)
-        out.append(
-            self._event(
-                "response.output_text.delta",
-                item_id=msg.id,
-                output_index=msg.index,
-                content_index=0,
-                delta=text,
-                logprobs=[],
-            )
-        )
+        out.append(self._event("response.output_text.delta", **msg.where(), delta=text, logprobs=[]))
 
     def _call(self, call: JSON, out: list[bytes]) -> None:
         position = call.get("index", 0)
@@ -176,10 +160,9 @@ class ResponseEvents:
         for item in self.items:
             if isinstance(item, _Message):
                 text = "".join(item.text)
-                where = {"item_id": item.id, "output_index": item.index, "content_index": 0}
-                out.append(self._event("response.output_text.done", **where, text=text, logprobs=[]))
+                out.append(self._event("response.output_text.done", **item.where(), text=text, logprobs=[]))
                 part = {"type": "output_text", "text": text, "annotations": []}
-                out.append(self._event("response.content_part.done", **where, part=part))
+                out.append(self._event("response.content_part.done", **item.where(), part=part))
             else:
                 out.append(
                     self._event(
