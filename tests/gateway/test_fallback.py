@@ -97,14 +97,14 @@ async def test_timeout_falls_back_within_the_attempt_timeout(
     make_harness: HarnessFactory, vendor: FakeOpenAI, vendor2: FakeOpenAI, local: FakeOpenAI
 ) -> None:
     text = hybrid_policy_text(
-        vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url, timeout=0.3, retries=0
+        vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url, timeout=1.0, retries=0
     )
-    vendor.script("big-model", Fault.hang(5))
+    vendor.script("big-model", Fault.hang(8))
     async with make_harness(text) as h:
         _, headers = await chat(h)
     assert headers["x-gateway-deployment"] == "closed-cheap"
     rows = await h.ledger_rows()
-    assert rows[0]["latency_ms"] < 2000
+    assert rows[0]["latency_ms"] < 4000  # one attempt timeout, then the fallback: far below the 8 s hang
 
 
 async def test_connection_refused_falls_back(

@@ -47,7 +47,7 @@ from tests.fakes.openai_upstream import Fault  # noqa: E402
 
 KEY_ENV = "PROV_UNDER_TEST_KEY"
 GOOD_KEY = "sk-under-test-SECRET-5678"
-TIMEOUT_S = 0.6  # the provider-under-test's timeout; `hang` faults outlast it
+TIMEOUT_S = 1.5  # the provider-under-test's timeout (fal takes several round trips); `hang` faults outlast it
 
 
 def server_ssl_context() -> ssl.SSLContext:
@@ -138,7 +138,7 @@ def openai_faults() -> dict[str, Fault]:
     return {
         "rate_limited": Fault.http(429, "rate_limit_exceeded", retry_after="1"),
         "server_error": Fault.http(500),
-        "timeout": Fault.hang(2.0),
+        "timeout": Fault.hang(3.0),
         "retired": Fault.http(404, "model_not_found"),
         "content_policy": Fault.http(400, "content_policy_violation"),
     }
