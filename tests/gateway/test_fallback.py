@@ -99,12 +99,12 @@ async def test_timeout_falls_back_within_the_attempt_timeout(
     text = hybrid_policy_text(
         vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url, timeout=1.0, retries=0
     )
-    vendor.script("big-model", Fault.hang(8))
+    vendor.script("big-model", Fault.hang(4))
     async with make_harness(text) as h:
         _, headers = await chat(h)
     assert headers["x-gateway-deployment"] == "closed-cheap"
     rows = await h.ledger_rows()
-    assert rows[0]["latency_ms"] < 4000  # one attempt timeout, then the fallback: far below the 8 s hang
+    assert rows[0]["latency_ms"] < 4000  # one attempt timeout, then the fallback: below the 4 s hang
 
 
 async def test_connection_refused_falls_back(
