@@ -12,6 +12,7 @@ from gateway.protocol import (
     EmbeddingRequest,
     ErrorResponse,
     ImageGenerationRequest,
+    ModelCard,
     ModelList,
     ResponsesRequest,
 )
@@ -69,13 +70,19 @@ def _post(summary: str, schema: type[BaseModel], media: str = "application/json"
     }
 
 
-def _get(summary: str, schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
-    return {
-        "get": {
-            "summary": summary,
-            "responses": {"200": {"description": "answer", "content": {media: {"schema": schema}}}},
-        }
+def _get(
+    summary: str,
+    schema: dict[str, Any],
+    media: str = "application/json",
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "summary": summary,
+        "responses": {"200": {"description": "answer", "content": {media: {"schema": schema}}}},
     }
+    if parameters:
+        operation["parameters"] = parameters
+    return {"get": operation}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -88,6 +95,7 @@ def openapi_document() -> dict[str, Any]:
                 ImageGenerationRequest,
                 EmbeddingRequest,
                 ErrorResponse,
+                ModelCard,
                 ModelList,
             )
         ],
@@ -109,6 +117,11 @@ def openapi_document() -> dict[str, Any]:
             "/v1/embeddings": _post("Embed text", EmbeddingRequest),
             "/v1/models": _get(
                 "Routes a caller may name as model", {"$ref": "#/components/schemas/ModelList"}
+            ),
+            "/v1/models/{model}": _get(
+                "One route a caller may name as model (404 model_not_found otherwise)",
+                {"$ref": "#/components/schemas/ModelCard"},
+                parameters=[{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
             ),
             "/healthz": _get("Liveness", _ANY_OBJECT),
             "/readyz": _get("Readiness: every route has a usable deployment", _ANY_OBJECT),

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import openai
 import pytest
 
-from tests.conftest import Harness
+from tests.conftest import Harness, HarnessFactory, hybrid_policy_text
 from tests.fakes.openai_upstream import FakeOpenAI
 
 
@@ -92,3 +93,21 @@ async def test_tools_and_tool_calls_pass_through(hybrid: Harness, vendor: FakeOp
 async def test_models_lists_routes(hybrid: Harness) -> None:
     models = await hybrid.client.models.list()
     assert sorted(m.id for m in models.data) == ["chat", "embedding", "image"]
+    model = await hybrid.client.models.retrieve("chat")
+    assert model.id == "chat" and model.object == "model" and model.owned_by == "hybrid-gateway"
+    with pytest.raises(openai.NotFoundError) as missing:
+        await hybrid.client.models.retrieve("gpt-4o")
+    assert missing.value.code == "model_not_found"
+
+
+async def test_a_tenant_limited_to_some_routes_sees_only_those(
+    make_harness: HarnessFactory, vendor: FakeOpenAI, vendor2: FakeOpenAI, local: FakeOpenAI
+) -> None:
+    text = hybrid_policy_text(vendor=vendor.base_url, vendor2=vendor2.base_url, local=local.base_url)
+    async with make_harness(text + "tenants:\n  imagers: {routes: [image]}\n") as h:
+        imagers = {"x-tenant": "imagers"}
+        models = await h.client.models.list(extra_headers=imagers)
+        assert [m.id for m in models.data] == ["image"]
+        with pytest.raises(openai.NotFoundError):
+            await h.client.models.retrieve("chat", extra_headers=imagers)
+        assert (await h.client.models.retrieve("chat")).id == "chat"  # other tenants still see it
