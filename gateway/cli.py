@@ -50,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     explain.add_argument("policy")
     explain.add_argument("--request", required=True, help="a JSON file with the OpenAI request body")
     explain.add_argument("-H", "--header", action="append", default=[], help="request header as name=value")
-    explain.add_argument("--tenant", default="default")
+    explain.add_argument(
+        "--tenant", help="the caller's tenant (default: the x-tenant header, else 'default')"
+    )
     cli_ledger.add_parsers(sub)
     args = parser.parse_args(argv)
     handlers = {"keys": cli_ledger.run_keys, "report": cli_ledger.run_report}
@@ -84,6 +86,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from gateway.auth import DEFAULT_TENANT
     from gateway.policy_store import build_detector
     from gateway.serving import explain_plan
 
@@ -106,8 +109,9 @@ def _explain(args: argparse.Namespace) -> int:
     # A fresh gateway's view: no breaker open, nothing retired at run time; deprecation dates do apply.
     detector = build_detector(policy)
     today = dt.date.today()
+    tenant = args.tenant or headers.get("x-tenant") or DEFAULT_TENANT  # as a keyless gateway would see it
     result = explain_plan(
-        policy, detector, route, body, headers=headers, tenant=args.tenant, health={}, today=today
+        policy, detector, route, body, headers=headers, tenant=tenant, health={}, today=today
     )
     print(json.dumps(result, indent=2))
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import asyncio
 import contextlib
 import os
@@ -147,6 +148,15 @@ def test_explain_shows_candidates_removals_and_order(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert '"order": [\n    "open-local"\n  ]' in result.stdout
     assert "privacy floor: data location vendor" in result.stdout
+
+    # The tenant comes from x-tenant as a keyless gateway sees it; the rule's ceiling caps the output.
+    result = run_cli("explain", str(policy), "--request", str(request), "-H", "x-tenant=free")
+    assert result.returncode == 0, result.stderr
+    explained = json.loads(result.stdout)
+    assert explained["signals"]["tenant"] == "free" and explained["order"][0] == "closed-cheap"
+    assert explained["output_token_caps"] == {
+        "closed-cheap": 3331
+    }  # ($0.002 - 8 prompt tokens) / $0.6 per Mtok
 
 
 async def test_a_client_leaving_mid_stream_stops_the_upstream_and_is_accounted(
