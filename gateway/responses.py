@@ -101,7 +101,9 @@ def _messages(items: list[JSON]) -> list[JSON]:
             role = item.get("role")
             if role not in _ROLES:
                 raise _bad(f"{where}.role", f"one of {', '.join(sorted(_ROLES))} is required")
-            out.append({"role": role, "content": _content(item.get("content"), f"{where}.content")})
+            # "developer" is OpenAI's newer name for system; every chat backend knows "system".
+            chat_role = "system" if role == "developer" else role
+            out.append({"role": chat_role, "content": _content(item.get("content"), f"{where}.content")})
         elif kind == "function_call":
             call = {
                 "id": _text(item, "call_id", where),

@@ -81,7 +81,7 @@ async def test_history_with_parts_images_and_tool_results_becomes_chat_messages(
         ],
     )
     assert vendor.received[-1].body["messages"] == [
-        {"role": "developer", "content": "You are terse."},
+        {"role": "system", "content": "You are terse."},  # every chat backend knows "system"
         {
             "role": "user",
             "content": [
